@@ -1,0 +1,66 @@
+//! The runtime on Linux: a host clock, the OS random source and a platform
+//! that parks the thread instead of halting the CPU. The executor, timers and
+//! events are the very same code the kernel runs.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod platform;
+pub mod rng;
+
+use crate::clock::HostClock;
+use crate::platform::HostPlatform;
+use runtime::executor::{Executor, Spawner};
+use runtime::timers::Timers;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Executor + timers on the host clock + parking platform, wired together.
+/// Not `Send`: create it on the thread that will call [`Runtime::block_on`].
+#[derive(Debug)]
+pub struct Runtime {
+    executor: Executor,
+    timers: Timers,
+    platform: HostPlatform,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime {
+    /// A runtime for the current thread.
+    pub fn new() -> Self {
+        let platform = HostPlatform::new();
+        let executor = Executor::with_notifier(platform.notifier());
+        let timers = Timers::new(Arc::new(HostClock::new()));
+        Self { executor, timers, platform }
+    }
+
+    /// Runs `future` to completion, running spawned tasks meanwhile.
+    pub fn block_on<F: Future>(&mut self, future: F) -> F::Output {
+        self.executor.block_on(future, &mut self.platform, &self.timers)
+    }
+
+    /// Spawns tasks onto this runtime's executor.
+    pub fn spawner(&self) -> Spawner {
+        self.executor.spawner()
+    }
+
+    /// The runtime's timer queue (a cheap clone sharing the queue).
+    pub fn timers(&self) -> Timers {
+        self.timers.clone()
+    }
+
+    /// The executor, e.g. for `task_count`.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// The platform, e.g. to register events with [`HostPlatform::add_event`].
+    pub fn platform_mut(&mut self) -> &mut HostPlatform {
+        &mut self.platform
+    }
+}
