@@ -1,0 +1,7 @@
+//! x86_64 specifics: the boot trampoline, CPU instructions, segmentation and
+//! interrupt entry.
+
+pub mod boot;
+pub mod cpu;
+pub mod gdt;
+pub mod interrupts;

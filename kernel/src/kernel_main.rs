@@ -1,0 +1,128 @@
+//! Boot sequence: from the trampoline's first Rust instruction to the
+//! services running on the executor.
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use runtime::executor::Executor;
+use services::log::Level;
+use services::{info, warn};
+
+use crate::arch::{cpu, gdt, interrupts};
+use crate::exit::{ExitCode, exit_qemu};
+use crate::pci::{self, Bdf, ConfigAccess};
+use crate::platform::KernelPlatform;
+use crate::pvh::BootInfo;
+use crate::{HEAP, apic, memory, paging, rng, selftest, serial, sym_addr, time};
+
+/// Configuration mechanism #1 (ports 0xCF8/0xCFC): present on q35 and every
+/// PC-compatible machine, and enough for the standard 256-byte space.
+struct PortIoConfig;
+
+impl ConfigAccess for PortIoConfig {
+    fn read32(&self, bdf: Bdf, offset: u8) -> u32 {
+        // SAFETY: ports 0xCF8/0xCFC are the PCI configuration mechanism, used
+        // only from thread context in this module.
+        unsafe {
+            cpu::outl(0xCF8, address(bdf, offset));
+            cpu::inl(0xCFC)
+        }
+    }
+
+    fn write32(&self, bdf: Bdf, offset: u8, value: u32) {
+        // SAFETY: as in `read32`; the callers write only registers they own.
+        unsafe {
+            cpu::outl(0xCF8, address(bdf, offset));
+            cpu::outl(0xCFC, value);
+        }
+    }
+}
+
+fn address(bdf: Bdf, offset: u8) -> u32 {
+    0x8000_0000
+        | (u32::from(bdf.bus) << 16)
+        | (u32::from(bdf.device) << 11)
+        | (u32::from(bdf.function) << 8)
+        | u32::from(offset & 0xFC)
+}
+
+pub fn start(start_info: u64) -> ! {
+    serial::init();
+    gdt::init();
+    interrupts::init();
+
+    // SAFETY: `start_info` is the pointer the PVH loader passed in %ebx,
+    // still identity-mapped by the trampoline and not yet overwritten.
+    let boot = match unsafe { BootInfo::parse(start_info) } {
+        Ok(boot) => boot,
+        Err(error) => crate::fatal(format_args!("bad PVH start info: {error:?}")),
+    };
+    let kernel_range = sym_addr!(__kernel_start)..sym_addr!(__kernel_end);
+    let memmap = match memory::check_sane(boot.regions(), kernel_range) {
+        Ok(summary) => summary,
+        Err(error) => crate::fatal(format_args!("memory map rejected: {error:?}")),
+    };
+    paging::init(boot.regions());
+    memory::heap_ranges(boot.regions(), sym_addr!(__kernel_end), boot.module_ranges(), 1 << 20, |range| {
+        // SAFETY: `heap_ranges` yields RAM above the kernel image that is not
+        // a boot module; nothing else uses it, and paging maps it RW.
+        unsafe { HEAP.claim(range.start as *mut u8, (range.end - range.start) as usize) };
+    });
+
+    let (tsc_hz, tsc_source) = time::init();
+    let apic_mode = apic::init();
+    let apic_timer_hz = apic::calibrate(tsc_hz);
+    let entropy = rng::init();
+    let wall = time::init_wall_clock();
+    let level = Level::from_cmdline(boot.cmdline).unwrap_or(Level::Info);
+    services::log::init(&serial::SERIAL_SINK, &time::KERNEL_CLOCK, level);
+    // SAFETY: the IDT is loaded and the APIC timer is masked until armed.
+    unsafe { cpu::enable_interrupts() };
+
+    info!("boot", "rustcore {}", env!("CARGO_PKG_VERSION"); cmdline = boot.cmdline, boot_archive_bytes = boot.boot_archive().map_or(0, <[u8]>::len));
+    info!("boot", "memory"; regions = memmap.regions, ram_bytes = memmap.ram_bytes, heap_bytes = HEAP.stats().heap_size_bytes, page_tables = paging::tables_used());
+    info!("boot", "clocks"; tsc_hz = tsc_hz, tsc_source = tsc_source.as_str(), apic = if apic_mode == apic::Mode::X2Apic { "x2apic" } else { "xapic" }, apic_timer_hz = apic_timer_hz, tsc_deadline = apic::timer_kind() == apic::TimerKind::TscDeadline, unix_seconds = wall.unwrap_or(0));
+    if wall.is_none() {
+        warn!("boot", "no usable RTC: wall clock unknown, TLS and SigV4 will fail");
+    }
+    info!("boot", "entropy"; source = if entropy == rng::EntropySource::Rdseed { "rdseed" } else { "rdrand" }, generator = "chacha20");
+
+    let devices = pci::enumerate(&PortIoConfig);
+    for device in &devices {
+        info!("pci", "function {}", device.bdf; id = &*pci::id_string(device), class = u32::from(device.class), subclass = u32::from(device.subclass), kind = device.known().map_or("other", |k| match k { pci::Known::VirtioNet => "virtio-net", pci::Known::VirtioBlock => "virtio-blk", pci::Known::Nvme => "nvme" }), msix_vectors = device.msix().map_or(0, |m| u32::from(m.table_size)));
+    }
+
+    match boot.cmdline_value("selftest") {
+        Some("smoke") => {
+            let ok = selftest::run_smoke(&boot, &devices);
+            exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
+        }
+        Some("guard-fault") => {
+            selftest::run_guard_fault();
+            exit_qemu(ExitCode::Failure);
+        }
+        Some(other) => crate::fatal(format_args!("unknown selftest '{other}'")),
+        None => {}
+    }
+
+    serve(devices)
+}
+
+/// The appliance's steady state: the executor runs the services forever.
+fn serve(devices: Vec<pci::Function>) -> ! {
+    let executor = Executor::new();
+    let timers = crate::platform::new_timers();
+    let mut platform = KernelPlatform::new();
+    let heartbeat_timers = timers.clone();
+    executor.spawn(async move {
+        let mut interval = heartbeat_timers.interval(Duration::from_secs(60));
+        loop {
+            interval.tick().await;
+            let heap = HEAP.stats();
+            info!("runtime", "heartbeat"; heap_bytes_in_use = heap.bytes_in_use, heap_peak_bytes = heap.peak_bytes, interrupts = interrupts::INTERRUPT_COUNT.load(core::sync::atomic::Ordering::Relaxed));
+        }
+    });
+    info!("boot", "ready"; boot_ms = time::now_ns() / 1_000_000, devices = devices.len());
+    executor.block_on(core::future::pending::<()>(), &mut platform, &timers);
+    crate::fatal(format_args!("executor returned"))
+}

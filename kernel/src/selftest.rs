@@ -1,0 +1,332 @@
+//! Boot-time self tests, chosen on the kernel command line
+//! (`selftest=smoke`, `selftest=guard-fault`). The host's `boot_smoke` test
+//! boots the image with them under QEMU and reads the verdict from the serial
+//! log and the exit status. Each check prints one line:
+//! `selftest PASS|FAIL <name> key=value ...`, then a summary
+//! `selftest: N passed, M failed`.
+
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::fmt::Write as _;
+use core::time::Duration;
+
+use runtime::executor::Executor;
+use runtime::timers::Timers;
+
+use crate::arch::cpu;
+use crate::memory;
+use crate::paging;
+use crate::pci::{Function, Known};
+use crate::platform::KernelPlatform;
+use crate::pvh::BootInfo;
+use crate::{HEAP, println, rng, rtc, sym_addr, time};
+
+struct Report {
+    passed: u32,
+    failed: u32,
+}
+
+impl Report {
+    fn check(&mut self, name: &str, ok: bool, detail: core::fmt::Arguments<'_>) {
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+        }
+        println!("selftest {} {name} {detail}", if ok { "PASS" } else { "FAIL" });
+    }
+}
+
+pub fn run_smoke(boot: &BootInfo, devices: &[Function]) -> bool {
+    let mut report = Report { passed: 0, failed: 0 };
+    let executor = Executor::new();
+    let timers = crate::platform::new_timers();
+    let mut platform = KernelPlatform::new();
+
+    check_memory_map(&mut report, boot);
+    check_wx(&mut report);
+    check_heap(&mut report);
+    check_sleep(&mut report, &executor, &timers, &mut platform);
+    check_tasks(&mut report, &executor, &timers, &mut platform);
+    check_tsc_against_rtc(&mut report);
+    check_random(&mut report);
+    check_wall_clock(&mut report);
+    check_devices(&mut report, devices);
+    if let Some(archive) = boot.boot_archive() {
+        check_boot_archive(&mut report, archive, boot.cmdline);
+    }
+
+    println!("selftest: {} passed, {} failed", report.passed, report.failed);
+    report.failed == 0
+}
+
+fn check_memory_map(report: &mut Report, boot: &BootInfo) {
+    let kernel = sym_addr!(__kernel_start)..sym_addr!(__kernel_end);
+    match memory::check_sane(boot.regions(), kernel.clone()) {
+        Ok(summary) => {
+            let heap = HEAP.stats().heap_size_bytes as u64;
+            // The heap must be most of RAM and no more than RAM.
+            let ok = heap <= summary.ram_bytes && heap * 10 >= summary.ram_bytes * 8;
+            report.check(
+                "memmap",
+                ok,
+                format_args!(
+                    "regions={} ram_bytes={} heap_bytes={heap} kernel={:#x}..{:#x}",
+                    summary.regions, summary.ram_bytes, kernel.start, kernel.end
+                ),
+            );
+        }
+        Err(error) => report.check("memmap", false, format_args!("error={error:?}")),
+    }
+}
+
+fn check_wx(report: &mut Report) {
+    // No page of the image may be both writable and executable.
+    let mut wx_pages = 0;
+    let mut page = sym_addr!(__kernel_start) & !(paging::PAGE - 1);
+    while page < sym_addr!(__kernel_end) {
+        if let Some(m) = paging::mapping_of(page)
+            && m.writable
+            && m.executable
+        {
+            wx_pages += 1;
+        }
+        page += paging::PAGE;
+    }
+    let text = paging::mapping_of(sym_addr!(__text_start));
+    let rodata = paging::mapping_of(sym_addr!(__rodata_start));
+    let data = paging::mapping_of(sym_addr!(__data_start));
+    let heap_probe = alloc::boxed::Box::new(0u64);
+    let heap = paging::mapping_of(&raw const *heap_probe as u64);
+    let guard = paging::mapping_of(sym_addr!(__stack_main_guard));
+    let null = paging::mapping_of(0);
+    let ok = wx_pages == 0
+        && text.is_some_and(|m| m.executable && !m.writable)
+        && rodata.is_some_and(|m| !m.executable && !m.writable)
+        && data.is_some_and(|m| !m.executable && m.writable)
+        && heap.is_some_and(|m| !m.executable && m.writable)
+        && guard.is_none()
+        && null.is_none();
+    report.check(
+        "paging-wx",
+        ok,
+        format_args!(
+            "wx_pages={wx_pages} text={text:?} rodata={rodata:?} data={data:?} heap={heap:?} guard={guard:?} null={null:?} tables={}",
+            paging::tables_used()
+        ),
+    );
+}
+
+/// xorshift64*: cheap deterministic sizes for the heap workout.
+struct Sizes(u64);
+
+impl Sizes {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn size(&mut self) -> usize {
+        let r = self.next();
+        match r % 100 {
+            0..70 => 1 + (r >> 8) as usize % 256,
+            70..95 => 257 + (r >> 8) as usize % 4096,
+            _ => 4353 + (r >> 8) as usize % 65536,
+        }
+    }
+}
+
+fn check_heap(report: &mut Report) {
+    const ALLOCATIONS: usize = 100_000;
+    const LIVE: usize = 1024;
+    let mut slots: Vec<Option<Vec<u8>>> = Vec::with_capacity(LIVE);
+    slots.resize_with(LIVE, || None);
+    let before = HEAP.stats();
+    let mut sizes = Sizes(0x9E37_79B9_7F4A_7C15);
+    let start = cpu::rdtsc();
+    for _ in 0..ALLOCATIONS {
+        let size = sizes.size();
+        let slot = sizes.next() as usize % LIVE;
+        let mut block = Vec::<u8>::with_capacity(size);
+        block.push(1); // touch the memory
+        slots[slot] = Some(block);
+    }
+    for slot in slots.iter_mut() {
+        *slot = None;
+    }
+    let elapsed_ns = time::tsc_to_ns(cpu::rdtsc() - start).max(1);
+    let after = HEAP.stats();
+    let operations = (after.allocations - before.allocations) + (after.frees - before.frees);
+    let per_second = operations * 1_000_000_000 / elapsed_ns;
+    report.check(
+        "heap",
+        after.bytes_in_use == before.bytes_in_use
+            && after.allocations - before.allocations >= ALLOCATIONS as u64
+            && after.failures == before.failures,
+        format_args!(
+            "allocations={ALLOCATIONS} bytes_before={} bytes_after={} peak_bytes={} ops_per_sec={per_second}",
+            before.bytes_in_use, after.bytes_in_use, after.peak_bytes
+        ),
+    );
+}
+
+fn check_sleep(report: &mut Report, executor: &Executor, timers: &Timers, platform: &mut KernelPlatform) {
+    let mut samples_us = [0u64; 5];
+    for sample in &mut samples_us {
+        let start = cpu::rdtsc();
+        executor.block_on(timers.sleep(Duration::from_millis(10)), platform, timers);
+        *sample = time::tsc_to_ns(cpu::rdtsc() - start) / 1000;
+    }
+    let ok = samples_us.iter().all(|&us| (7_000..=13_000).contains(&us));
+    report.check(
+        "sleep-10ms",
+        ok,
+        format_args!("samples_us={samples_us:?} tolerance_us=3000 halts={}", platform.halts),
+    );
+}
+
+fn check_tasks(report: &mut Report, executor: &Executor, timers: &Timers, platform: &mut KernelPlatform) {
+    const TASKS: u32 = 1000;
+    let completed = Rc::new(Cell::new(0u32));
+    let start = cpu::rdtsc();
+    let handles: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let completed = completed.clone();
+            let timers = timers.clone();
+            executor.spawn(async move {
+                timers.sleep(Duration::from_millis(u64::from(i % 7))).await;
+                runtime::yield_now().await;
+                completed.set(completed.get() + 1);
+                i
+            })
+        })
+        .collect();
+    let sum = executor.block_on(
+        async move {
+            let mut sum = 0u64;
+            for handle in handles {
+                sum += u64::from(handle.await);
+            }
+            sum
+        },
+        platform,
+        timers,
+    );
+    let elapsed_us = time::tsc_to_ns(cpu::rdtsc() - start) / 1000;
+    let expected: u64 = (0..u64::from(TASKS)).sum();
+    report.check(
+        "tasks-1000",
+        completed.get() == TASKS && sum == expected && executor.task_count() == 0,
+        format_args!("completed={} live_after={} elapsed_us={elapsed_us}", completed.get(), executor.task_count()),
+    );
+}
+
+/// The calibrated TSC rate against one RTC second (an independent clock).
+fn check_tsc_against_rtc(report: &mut Report) {
+    let wait_edge = || {
+        let start = rtc::seconds_register();
+        let deadline = cpu::rdtsc() + 3 * time::tsc_hz();
+        while rtc::seconds_register() == start {
+            if cpu::rdtsc() > deadline {
+                return None;
+            }
+        }
+        Some(cpu::rdtsc())
+    };
+    let measured = wait_edge().and_then(|first| wait_edge().map(|second| second - first));
+    let calibrated = time::tsc_hz();
+    let (ok, measured_hz) = match measured {
+        Some(hz) => (hz.abs_diff(calibrated) * 100 <= calibrated * 2, hz),
+        None => (false, 0),
+    };
+    report.check(
+        "tsc-vs-rtc",
+        ok,
+        format_args!("calibrated_hz={calibrated} rtc_second_hz={measured_hz} source={}", time::source().as_str()),
+    );
+}
+
+fn check_random(report: &mut Report) {
+    let mut values: Vec<u64> = (0..256).map(|_| rng::next_u64()).collect();
+    let raw: Vec<u64> = (0..16).filter_map(|_| cpu::rdrand64()).collect();
+    values.sort_unstable();
+    values.dedup();
+    let mut raw_sorted = raw.clone();
+    raw_sorted.sort_unstable();
+    raw_sorted.dedup();
+    let ok = values.len() == 256 && raw.len() == 16 && raw_sorted.len() == 16;
+    report.check(
+        "random",
+        ok,
+        format_args!("distinct_csprng={}/256 distinct_rdrand={}/16", values.len(), raw_sorted.len()),
+    );
+}
+
+fn check_wall_clock(report: &mut Report) {
+    let unix = time::unix_ns().map(|ns| ns / 1_000_000_000);
+    // 2024-01-01 .. 2100-01-01: anything else means a broken RTC read.
+    let ok = unix.is_some_and(|s| (1_704_067_200..4_102_444_800).contains(&s));
+    report.check("wall-clock", ok, format_args!("unix_seconds={}", unix.unwrap_or(0)));
+}
+
+fn check_devices(report: &mut Report, devices: &[Function]) {
+    let mut summary = alloc::string::String::new();
+    let mut found = [false; 3];
+    for device in devices {
+        let Some(kind) = device.known() else { continue };
+        let msix = device.msix();
+        let _ = write!(
+            summary,
+            " {kind:?}@{}({}, msix_vectors={})",
+            device.bdf,
+            crate::pci::id_string(device),
+            msix.map_or(0, |m| m.table_size)
+        );
+        if msix.is_some_and(|m| m.table_size > 0) {
+            let index = match kind {
+                Known::VirtioNet => 0,
+                Known::VirtioBlock => 1,
+                Known::Nvme => 2,
+            };
+            found[index] = true;
+        }
+    }
+    report.check("pci-devices", found.iter().all(|&f| f), format_args!("functions={}{summary}", devices.len()));
+}
+
+/// The boot archive arrived whole: its size and FNV-1a hash must match what
+/// the host put on the command line (`selftest.archive=<bytes>:<fnv64 hex>`).
+fn check_boot_archive(report: &mut Report, archive: &[u8], cmdline: &str) {
+    let hash = archive.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3));
+    let expected = crate::pvh::cmdline_value(cmdline, "selftest.archive");
+    let actual = alloc::format!("{}:{hash:016x}", archive.len());
+    report.check(
+        "boot-archive",
+        expected == Some(actual.as_str()),
+        format_args!("bytes={} fnv64={hash:016x} expected={}", archive.len(), expected.unwrap_or("none")),
+    );
+}
+
+/// Overflows the main stack into its guard page. The page-fault handler runs
+/// on its own stack, reports the fault and exits with failure; returning
+/// from here would mean the guard did not work.
+pub fn run_guard_fault() -> bool {
+    println!("selftest: overflowing the main stack into its guard page");
+    let depth = recurse(0);
+    println!("selftest FAIL guard-fault: recursion returned at depth {depth}");
+    false
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [0u8; 4096];
+    frame[(depth % 4096) as usize] = depth as u8;
+    let frame = core::hint::black_box(frame);
+    if depth > 1_000_000 {
+        return depth;
+    }
+    recurse(depth + 1) + u64::from(frame[0])
+}

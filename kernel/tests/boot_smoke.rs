@@ -1,0 +1,144 @@
+//! Boots the real appliance image under QEMU and checks what the kernel's
+//! boot-time self tests report (see `kernel/src/selftest.rs`):
+//! the memory map, W^X paging, 100k heap allocations returning to the
+//! starting usage, 10 ms sleeps within 3 ms, 1,000 tasks, the TSC against the
+//! RTC, the random source, the wall clock, and PCI finding the virtio-net,
+//! virtio-blk and NVMe devices attached here. A second boot overflows the
+//! main stack into its guard page and must be reported, not hang; a third
+//! boots on a CPU without the required features and must be refused.
+//!
+//! `cargo +nightly test -p kernel --test boot_smoke`
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use xtask::qemu::{NetConfig, RunOutcome, VmConfig, VmExit};
+
+/// Generous: TCG on a loaded two-core machine; a healthy boot takes ~3 s.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+const MEMORY_MIB: u32 = 512;
+
+/// One VM at a time: the timing checks (10 ms ± 3 ms) should not compete
+/// with a second emulator for this machine's two cores.
+static ONE_VM: Mutex<()> = Mutex::new(());
+
+fn image() -> PathBuf {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            xtask::setup::ensure_qemu().expect("QEMU is needed for this test");
+            xtask::image::build().expect("the kernel image builds")
+        })
+        .clone()
+}
+
+fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3))
+}
+
+fn boot(cmdline: &str, with_devices: bool) -> RunOutcome {
+    let _turn = ONE_VM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut cmdline = cmdline.to_string();
+    let dir = xtask::repo_root().join("target/image/boot_smoke");
+    std::fs::create_dir_all(&dir).expect("create the test directory");
+    let mut initrd = None;
+    if with_devices {
+        // A boot archive with a known size and hash, which the kernel checks.
+        let archive: Vec<u8> = (0..100_003u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let path = dir.join("archive.bin");
+        std::fs::write(&path, &archive).expect("write the boot archive");
+        cmdline.push_str(&format!(" selftest.archive={}:{:016x}", archive.len(), fnv64(&archive)));
+        initrd = Some(path);
+    }
+    let mut config = VmConfig::new(image(), cmdline.clone());
+    config.memory_mib = MEMORY_MIB;
+    config.initrd = initrd;
+    if with_devices {
+        let blk = dir.join("virtio-blk.img");
+        let nvme = dir.join("nvme.img");
+        xtask::qemu::ensure_disk(&blk, 64 << 20).expect("virtio-blk disk");
+        xtask::qemu::ensure_disk(&nvme, 64 << 20).expect("nvme disk");
+        config.virtio_blk = Some(blk);
+        config.nvme = Some(nvme);
+        config.net = Some(NetConfig { forwards: Vec::new() });
+    }
+    let outcome = xtask::qemu::run_to_exit(&config, BOOT_TIMEOUT).expect("QEMU runs");
+    println!("--- serial log ({cmdline}, {:?}, {:?}) ---\n{}", outcome.exit, outcome.wall, outcome.serial);
+    outcome
+}
+
+/// The `key=value` field of the self-test line for `check`.
+fn field(serial: &str, check: &str, key: &str) -> Option<u64> {
+    let line = serial.lines().find(|l| l.starts_with("selftest PASS ") && l.contains(&format!(" {check} ")))?;
+    let value = line.split_whitespace().find_map(|word| word.strip_prefix(&format!("{key}=")))?;
+    value.parse().ok()
+}
+
+#[test]
+fn smoke_selftests_pass() {
+    let outcome = boot("selftest=smoke log=info", true);
+    assert_eq!(outcome.exit, VmExit::Pass, "the self tests must pass");
+    for check in
+        ["memmap", "paging-wx", "heap", "sleep-10ms", "tasks-1000", "tsc-vs-rtc", "random", "wall-clock", "pci-devices"]
+    {
+        assert!(
+            outcome.serial.lines().any(|l| l.starts_with(&format!("selftest PASS {check} "))),
+            "check {check} did not pass"
+        );
+    }
+    assert!(
+        outcome.serial.lines().any(|l| l == "selftest: 10 passed, 0 failed\r" || l == "selftest: 10 passed, 0 failed")
+    );
+    assert!(!outcome.serial.contains("FATAL"));
+
+    // The kernel's view of RAM matches what QEMU was given (minus the
+    // legacy holes below 1 MiB and firmware reservations).
+    let ram = field(&outcome.serial, "memmap", "ram_bytes").expect("memmap reports ram_bytes");
+    let given = u64::from(MEMORY_MIB) << 20;
+    assert!(ram <= given && ram + (4 << 20) >= given, "ram_bytes={ram} given={given}");
+
+    // The heap workout ends where it started.
+    let before = field(&outcome.serial, "heap", "bytes_before").unwrap();
+    let after = field(&outcome.serial, "heap", "bytes_after").unwrap();
+    assert_eq!(before, after);
+
+    // Every structured log line is one JSON object.
+    for line in outcome.serial.lines().filter(|l| l.starts_with('{')) {
+        let line = line.trim_end_matches('\r');
+        assert!(line.ends_with('}') && line.contains("\"level\":") && line.contains("\"up_ns\":"), "{line}");
+    }
+}
+
+#[test]
+fn guard_page_fault_is_reported_not_hung() {
+    let outcome = boot("selftest=guard-fault", false);
+    assert_eq!(outcome.exit, VmExit::Fail, "a stack overflow must stop the VM with failure");
+    let report = outcome
+        .serial
+        .lines()
+        .find(|l| l.starts_with("FATAL exception"))
+        .expect("the fault is reported on the serial console");
+    assert!(report.contains("vector=14"), "{report}");
+    assert!(report.contains("guard=main-stack"), "{report}");
+    assert!(report.contains("rip=0x") && report.contains("cr2=0x") && report.contains("error=0x"), "{report}");
+    assert!(!outcome.serial.contains("recursion returned"));
+}
+
+#[test]
+fn cpu_without_required_features_is_refused() {
+    // qemu64 lacks AVX2, AES-NI and friends: the trampoline must stop before
+    // any compiled code could execute an instruction the CPU does not have.
+    let _turn = ONE_VM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut config = VmConfig::new(image(), "selftest=smoke");
+    config.memory_mib = MEMORY_MIB;
+    config.cpu = Some("qemu64".to_string());
+    if config.accel != xtask::qemu::Accel::Tcg {
+        return; // under KVM the host CPU model decides; nothing to prove here
+    }
+    let outcome = xtask::qemu::run_to_exit(&config, BOOT_TIMEOUT).expect("QEMU runs");
+    println!("--- serial log (qemu64) ---\n{}", outcome.serial);
+    assert_eq!(outcome.exit, VmExit::Fail);
+    assert!(outcome.serial.contains("boot refused: this CPU lacks a feature"), "{}", outcome.serial);
+    assert!(!outcome.serial.contains("selftest"));
+}
