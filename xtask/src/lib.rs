@@ -1,0 +1,101 @@
+//! Host tooling for Rustcore S3, usable as a library (the kernel's QEMU smoke
+//! test calls [`image::build`] and [`qemu`]) and as the `cargo xtask` binary.
+//!
+//! - [`setup`]: the nightly components and QEMU this project needs.
+//! - [`image`]: build the bootable kernel ELF.
+//! - [`qemu`]: the QEMU command line, and running a VM to its exit or to a
+//!   serial line.
+//! - [`state`]: `.rustcore/` at the repo root (disks, logs, pid file).
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+pub mod image;
+pub mod qemu;
+pub mod setup;
+pub mod state;
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub fn repo_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
+}
+
+/// The cargo to run children with: `$CARGO` (set by cargo for the processes
+/// it runs), else `cargo` from PATH.
+pub fn cargo_program() -> PathBuf {
+    std::env::var_os("CARGO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("cargo"))
+}
+
+/// Whether a variable that cargo sets for the process it runs (a test, a
+/// `cargo run` binary) describes that package and must not leak into a
+/// nested cargo invocation.
+pub fn is_package_env_var(name: &str) -> bool {
+    name == "CARGO_PRIMARY_PACKAGE" || name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_")
+}
+
+/// Removes the package-describing variables cargo set for us from `cmd`.
+pub fn remove_package_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_package_env_var) {
+            cmd.env_remove(&name);
+        }
+    }
+}
+
+/// Runs `cmd` to completion with inherited stdio; fails unless it exits 0.
+pub fn run_checked(cmd: &mut Command) -> Result<()> {
+    let shown = display_command(cmd);
+    let status = cmd.status().with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// `program arg1 arg2`, for messages.
+pub fn display_command(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(OsStr::to_string_lossy).collect::<Vec<_>>().join(" ")
+}
+
+/// Whether `program` is an executable file in a directory of PATH.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program)).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_root_holds_the_workspace() {
+        let root = repo_root();
+        assert!(root.join("xtask").join("Cargo.toml").is_file());
+        assert!(root.join("Cargo.toml").is_file());
+    }
+
+    #[test]
+    fn package_env_vars() {
+        assert!(is_package_env_var("CARGO_PKG_NAME"));
+        assert!(is_package_env_var("CARGO_MANIFEST_DIR"));
+        assert!(is_package_env_var("CARGO_MANIFEST_PATH"));
+        assert!(is_package_env_var("CARGO_PRIMARY_PACKAGE"));
+        assert!(!is_package_env_var("CARGO"));
+        assert!(!is_package_env_var("CARGO_HOME"));
+    }
+
+    #[test]
+    fn path_lookup() {
+        assert!(on_path("sh"));
+        assert!(!on_path("surely-no-such-program-rustcore"));
+    }
+}

@@ -1,0 +1,106 @@
+//! The toolchain pieces and QEMU the project needs. These machines set
+//! `RUSTUP_AUTO_INSTALL=0`, so nothing installs itself: install explicitly,
+//! and only what is missing.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{on_path, run_checked};
+
+/// Components of the nightly toolchain (`rustup component add`).
+pub const COMPONENTS: [&str; 3] = ["rust-src", "clippy", "rustfmt"];
+/// The target whose `core`/`alloc` sources `-Zbuild-std` builds against.
+pub const TARGET: &str = "x86_64-unknown-none";
+
+/// Adds the nightly components and target that `rustup +nightly component
+/// list --installed` does not list.
+pub fn ensure_toolchain() -> Result<()> {
+    let output = Command::new("rustup")
+        .args(["+nightly", "component", "list", "--installed"])
+        .output()
+        .context("cannot run rustup (is it installed and on PATH?)")?;
+    if !output.status.success() {
+        bail!(
+            "`rustup +nightly component list --installed` failed: {}\n\
+             install the toolchain with: rustup toolchain install nightly",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let installed = String::from_utf8_lossy(&output.stdout);
+    let (components, target_missing) = missing(&installed);
+    if !components.is_empty() {
+        eprintln!("xtask: installing nightly components {}", components.join(" "));
+        run_checked(Command::new("rustup").args(["component", "add", "--toolchain", "nightly"]).args(&components))?;
+    }
+    if target_missing {
+        eprintln!("xtask: installing nightly target {TARGET}");
+        run_checked(Command::new("rustup").args(["target", "add", "--toolchain", "nightly", TARGET]))?;
+    }
+    Ok(())
+}
+
+/// From the output of `rustup component list --installed`: the components
+/// of [`COMPONENTS`] that are missing, and whether [`TARGET`] is missing.
+/// rustup lists host-specific components with the host triple appended
+/// (`clippy-x86_64-unknown-linux-gnu`) and targets as `rust-std-<triple>`.
+pub fn missing(installed: &str) -> (Vec<&'static str>, bool) {
+    let lines: Vec<&str> = installed.lines().map(str::trim).collect();
+    let has = |name: &str| {
+        lines.iter().any(|line| *line == name || line.strip_prefix(name).is_some_and(|rest| rest.starts_with('-')))
+    };
+    let components = COMPONENTS.into_iter().filter(|c| !has(c)).collect();
+    let target_missing = !lines.contains(&format!("rust-std-{TARGET}").as_str());
+    (components, target_missing)
+}
+
+/// Makes sure `qemu-system-x86_64` is on PATH: installs Debian's
+/// `qemu-system-x86` when running as root, otherwise says what to run.
+pub fn ensure_qemu() -> Result<()> {
+    if on_path("qemu-system-x86_64") {
+        return Ok(());
+    }
+    if !is_root()? {
+        bail!(
+            "qemu-system-x86_64 is not installed; run as root:\n    \
+             sudo apt-get update && sudo apt-get install -y qemu-system-x86"
+        );
+    }
+    eprintln!("xtask: installing qemu-system-x86");
+    run_checked(Command::new("apt-get").arg("update"))?;
+    run_checked(Command::new("apt-get").args(["install", "-y", "qemu-system-x86"]))?;
+    if !on_path("qemu-system-x86_64") {
+        bail!("qemu-system-x86 installed, but qemu-system-x86_64 is still not on PATH");
+    }
+    Ok(())
+}
+
+fn is_root() -> Result<bool> {
+    let output = Command::new("id").arg("-u").output().context("cannot run `id -u`")?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_missing() {
+        let installed = "cargo-x86_64-unknown-linux-gnu\nclippy-x86_64-unknown-linux-gnu\n\
+                         rust-src\nrust-std-x86_64-unknown-linux-gnu\nrust-std-x86_64-unknown-none\n\
+                         rustc-x86_64-unknown-linux-gnu\nrustfmt-x86_64-unknown-linux-gnu\n";
+        assert_eq!(missing(installed), (vec![], false));
+    }
+
+    #[test]
+    fn everything_missing() {
+        let installed = "cargo-x86_64-unknown-linux-gnu\nrust-std-x86_64-unknown-linux-gnu\n\
+                         rustc-x86_64-unknown-linux-gnu\n";
+        assert_eq!(missing(installed), (vec!["rust-src", "clippy", "rustfmt"], true));
+    }
+
+    #[test]
+    fn unsuffixed_component_names() {
+        assert_eq!(missing("rust-src\nclippy\nrustfmt\n"), (vec![], true));
+    }
+}
