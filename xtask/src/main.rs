@@ -268,29 +268,77 @@ fn cargo(args: &[&str]) -> Command {
 
 fn test() -> Result<ExitCode> {
     setup_all()?;
-    let steps: [&[&str]; 3] = [
-        &["fmt", "--all", "--", "--check"],
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
-        &["test", "--workspace"],
+    let root = repo_root();
+    let steps: Vec<(String, Command)> = vec![
+        ("cargo fmt --all -- --check".into(), cargo(&["fmt", "--all", "--", "--check"])),
+        (
+            "cargo clippy --workspace --all-targets -- -D warnings".into(),
+            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        ),
+        // The bare-metal modules exist only in the image's build.
+        ("cargo clippy (kernel, image target)".into(), image::clippy_command(&root)),
     ];
-    let mut commands: Vec<(String, Command)> =
-        steps.iter().map(|step| (format!("cargo {}", step.join(" ")), cargo(step))).collect();
-    // After the host clippy, before the tests: the kernel as the image builds it.
-    commands.insert(2, ("cargo clippy (kernel image target)".to_string(), image::clippy_command(&repo_root())));
-    let total = commands.len();
-    let mut passed = 0;
-    for (shown, mut cmd) in commands {
+    for (shown, mut cmd) in steps {
         println!("xtask test: {shown}");
         let status = cmd.status().with_context(|| format!("cannot start `{shown}`"))?;
         if !status.success() {
             eprintln!("xtask test: `{shown}` failed ({status})");
-            println!("xtask test: step {} of {total} failed", passed + 1);
+            println!("xtask test: 0 passed, 1 failed");
             return Ok(ExitCode::FAILURE);
         }
-        passed += 1;
     }
-    println!("xtask test: all {passed} steps passed");
+    println!("xtask test: cargo test --workspace");
+    let (status, counts) = run_counting_tests(cargo(&["test", "--workspace"]))?;
+    // One closing line with the real totals (cargo prints one line per test
+    // binary, the last of which is usually an empty doc-test run).
+    println!("xtask test: {} passed, {} failed", counts.passed, counts.failed);
+    if !status.success() || counts.failed > 0 {
+        return Ok(ExitCode::FAILURE);
+    }
+    if counts.passed == 0 {
+        eprintln!("xtask test: no test ran");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TestCounts {
+    passed: u64,
+    failed: u64,
+}
+
+impl TestCounts {
+    /// Adds a libtest summary line (`test result: ok. 3 passed; 0 failed; ...`).
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else { return };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(number)) = (words.next(), words.next()) else { continue };
+            let Ok(number) = number.parse::<u64>() else { continue };
+            match label {
+                "passed" => self.passed += number,
+                "failed" => self.failed += number,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs `cmd` with its stdout passed through line by line and counted.
+fn run_counting_tests(mut cmd: Command) -> Result<(std::process::ExitStatus, TestCounts)> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().context("cannot start cargo test")?;
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    let mut counts = TestCounts::default();
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        counts.add_line(&line);
+        writeln!(out, "{line}")?;
+    }
+    drop(out);
+    Ok((child.wait()?, counts))
 }
 
 fn bench(args: &[String]) -> Result<ExitCode> {
@@ -398,6 +446,17 @@ mod tests {
         assert_eq!(cfg.nvme.as_deref(), Some(state.nvme_disk().as_path()));
         assert_eq!(cfg.net.unwrap().forwards, [(1443, 443), (9443, 9443)]);
         assert_eq!(cfg.cmdline, "log=info");
+    }
+
+    #[test]
+    fn counts_libtest_summaries() {
+        let mut counts = TestCounts::default();
+        counts
+            .add_line("test result: ok. 13 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s");
+        counts.add_line("test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+        counts.add_line("test foo ... ok");
+        counts.add_line("running 3 tests");
+        assert_eq!(counts, TestCounts { passed: 15, failed: 1 });
     }
 
     #[test]
