@@ -92,8 +92,39 @@ fn setup_all() -> Result<()> {
 }
 
 fn size_of(path: &Path) -> Result<String> {
-    let bytes = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    Ok(format!("{:.1} MiB, {bytes} bytes", bytes as f64 / (1024.0 * 1024.0)))
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = data.len();
+    let mut text = format!("{:.1} MiB file, {bytes} bytes", bytes as f64 / (1024.0 * 1024.0));
+    if let Some((file_bytes, memory_bytes)) = elf_load_sizes(&data) {
+        text.push_str(&format!(
+            "; loaded: {file_bytes} bytes from the file, {memory_bytes} bytes in memory with .bss and stacks"
+        ));
+    }
+    Ok(text)
+}
+
+/// Sums `p_filesz` and `p_memsz` of an ELF64's PT_LOAD segments: what the
+/// loader copies and what the image occupies (the file also holds symbols
+/// and line tables, which are never loaded).
+fn elf_load_sizes(elf: &[u8]) -> Option<(u64, u64)> {
+    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
+    let u64_at = |at: usize| Some(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?));
+    if elf.get(..5)? != b"\x7fELF\x02" {
+        return None;
+    }
+    let table = usize::try_from(u64_at(0x20)?).ok()?;
+    let entry_size = usize::from(u16_at(0x36)?);
+    let count = usize::from(u16_at(0x38)?);
+    let (mut file_bytes, mut memory_bytes) = (0, 0);
+    for index in 0..count {
+        let header = table + index * entry_size;
+        if u32_at(header)? == 1 {
+            file_bytes += u64_at(header + 0x20)?;
+            memory_bytes += u64_at(header + 0x28)?;
+        }
+    }
+    Some((file_bytes, memory_bytes))
 }
 
 #[derive(Debug, PartialEq, Eq)]
