@@ -189,7 +189,7 @@ fn run(opts: &RunOptions) -> Result<ExitCode> {
     state.ensure()?;
     let cfg = opts.vm_config(&elf, &state);
     println!(
-        "xtask run: {} ({:?}), S3 on https://127.0.0.1:{}, admin on 127.0.0.1:{}",
+        "xtask run: {} ({:?}), forwarding 127.0.0.1:{} (HTTPS) and 127.0.0.1:{} (admin) to the guest; no network service answers there yet",
         elf.display(),
         cfg.accel,
         opts.port,
