@@ -9,6 +9,7 @@ use services::log::Level;
 use services::{info, warn};
 
 use crate::arch::{cpu, gdt, interrupts};
+use crate::drivers::virtio::net::VirtioNet;
 use crate::exit::{ExitCode, exit_qemu};
 use crate::pci::{self, Bdf, ConfigAccess};
 use crate::platform::KernelPlatform;
@@ -87,14 +88,37 @@ pub fn start(start_info: u64) -> ! {
     }
     info!("boot", "entropy"; source = if entropy == rng::EntropySource::Rdseed { "rdseed" } else { "rdrand" }, generator = "chacha20");
 
-    let devices = pci::enumerate(&PortIoConfig);
+    let mut devices = pci::enumerate(&PortIoConfig);
+    if let Err(error) = pci::assign_bars(&PortIoConfig, &mut devices) {
+        warn!("pci", "BAR assignment failed: {:?}", error);
+    }
     for device in &devices {
+        for (index, bar) in device.bars.iter().enumerate() {
+            if let Some(bar) = bar {
+                services::debug!("pci", "bar {} of {}: {:x?}", index, device.bdf, bar);
+            }
+        }
         info!("pci", "function {}", device.bdf; id = &*pci::id_string(device), class = u32::from(device.class), subclass = u32::from(device.subclass), kind = device.known().map_or("other", |k| match k { pci::Known::VirtioNet => "virtio-net", pci::Known::VirtioBlock => "virtio-blk", pci::Known::Nvme => "nvme" }), msix_vectors = device.msix().map_or(0, |m| u32::from(m.table_size)));
     }
 
+    let network = devices.iter().find(|d| d.known() == Some(pci::Known::VirtioNet)).and_then(|function| {
+        let (rx_vector, tx_vector) = (interrupts::allocate_vector(), interrupts::allocate_vector());
+        match VirtioNet::init(&PortIoConfig, function, apic::id(), rx_vector, tx_vector) {
+            Ok(device) => {
+                let mac = device.mac();
+                info!("net", "virtio-net at {}", function.bdf; mac = &*alloc::format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]), rx_vector = u32::from(rx_vector), tx_vector = u32::from(tx_vector));
+                Some(device)
+            }
+            Err(error) => {
+                warn!("net", "virtio-net at {} failed: {:?}", function.bdf, error);
+                None
+            }
+        }
+    });
+
     match boot.cmdline_value("selftest") {
         Some("smoke") => {
-            let ok = selftest::run_smoke(&boot, &devices);
+            let ok = selftest::run_smoke(&boot, &devices, network);
             exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
         }
         Some("guard-fault") => {
@@ -105,11 +129,11 @@ pub fn start(start_info: u64) -> ! {
         None => {}
     }
 
-    serve(devices)
+    serve(devices, network)
 }
 
 /// The appliance's steady state: the executor runs the services forever.
-fn serve(devices: Vec<pci::Function>) -> ! {
+fn serve(devices: Vec<pci::Function>, _network: Option<VirtioNet>) -> ! {
     let executor = Executor::new();
     let timers = crate::platform::new_timers();
     let mut platform = KernelPlatform::new();

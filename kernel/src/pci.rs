@@ -244,6 +244,111 @@ pub fn enumerate(access: &impl ConfigAccess) -> Vec<Function> {
     functions
 }
 
+/// Where unassigned BARs go. On q35 the 32-bit PCI hole ends at the IOAPIC
+/// (0xFEC0_0000) and ECAM sits at 0xB000_0000..0xC000_0000; RAM below 4 GiB
+/// never reaches 0xC000_0000 (QEMU caps low RAM at 2 or 2.75 GiB).
+pub const MMIO_WINDOW: core::ops::Range<u64> = 0xC000_0000..0xFEC0_0000;
+/// I/O ports handed to unassigned I/O BARs.
+pub const IO_WINDOW: core::ops::Range<u32> = 0xC000..0x1_0000;
+
+const COMMAND_IO: u32 = 1 << 0;
+const COMMAND_MEMORY: u32 = 1 << 1;
+const COMMAND_BUS_MASTER: u32 = 1 << 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssignError {
+    /// The window has no room left for a BAR of this size.
+    WindowFull { bdf: Bdf, bar: usize, size: u64 },
+}
+
+/// Gives every memory and I/O BAR that firmware left at 0 an address (naturally
+/// aligned, from the windows above), then enables decoding and bus mastering.
+/// Firmware-assigned BARs are kept. Large BARs first, so alignment wastes
+/// the least space.
+pub fn assign_bars(access: &impl ConfigAccess, functions: &mut [Function]) -> Result<(), AssignError> {
+    let mut wanted: Vec<(u64, usize, usize)> = Vec::new(); // (size, function, bar)
+    for (function_index, function) in functions.iter().enumerate() {
+        for (bar_index, bar) in function.bars.iter().enumerate() {
+            match bar {
+                Some(Bar::Memory { address: 0, size, .. }) => wanted.push((*size, function_index, bar_index)),
+                Some(Bar::Io { port: 0, size }) => wanted.push((u64::from(*size), function_index, bar_index)),
+                _ => {}
+            }
+        }
+    }
+    wanted.sort_unstable_by_key(|w| core::cmp::Reverse(w.0));
+    let mut next_memory = MMIO_WINDOW.start;
+    let mut next_io = IO_WINDOW.start;
+    for (size, function_index, bar_index) in wanted {
+        let function = &mut functions[function_index];
+        let bdf = function.bdf;
+        let offset = 0x10 + 4 * bar_index as u8;
+        let full = AssignError::WindowFull { bdf, bar: bar_index, size };
+        match &mut function.bars[bar_index] {
+            Some(Bar::Memory { address, is_64bit, .. }) => {
+                let start = next_memory.next_multiple_of(size.max(16));
+                if start + size > MMIO_WINDOW.end {
+                    return Err(full);
+                }
+                next_memory = start + size;
+                *address = start;
+                access.write32(bdf, offset, start as u32);
+                if *is_64bit {
+                    access.write32(bdf, offset + 4, (start >> 32) as u32);
+                }
+            }
+            Some(Bar::Io { port, .. }) => {
+                let start = next_io.next_multiple_of(size.max(4) as u32);
+                if u64::from(start) + size > u64::from(IO_WINDOW.end) {
+                    return Err(full);
+                }
+                next_io = start + size as u32;
+                *port = start;
+                access.write32(bdf, offset, start);
+            }
+            None => {}
+        }
+    }
+    for function in functions.iter() {
+        let has_memory = function.bars.iter().any(|b| matches!(b, Some(Bar::Memory { .. })));
+        let has_io = function.bars.iter().any(|b| matches!(b, Some(Bar::Io { .. })));
+        if !has_memory && !has_io {
+            continue;
+        }
+        let command = access.read32(function.bdf, COMMAND) & 0xFFFF;
+        let mut enable = COMMAND_BUS_MASTER;
+        if has_memory {
+            enable |= COMMAND_MEMORY;
+        }
+        if has_io {
+            enable |= COMMAND_IO;
+        }
+        access.write32(function.bdf, COMMAND, command | enable);
+    }
+    Ok(())
+}
+
+/// The MSI-X message (address, data) that delivers `vector` to the local
+/// APIC `apic_id`: fixed delivery, edge triggered, physical destination.
+pub fn msix_message(apic_id: u32, vector: u8) -> (u64, u32) {
+    (0xFEE0_0000 | (u64::from(apic_id & 0xFF) << 12), u32::from(vector))
+}
+
+/// Sets the MSI-X enable bit and clears the function mask.
+pub fn enable_msix(access: &impl ConfigAccess, bdf: Bdf, msix: &MsiX) {
+    let header = access.read32(bdf, msix.capability_offset);
+    let control = ((header >> 16) as u16 | (1 << 15)) & !(1 << 14);
+    access.write32(bdf, msix.capability_offset, (header & 0xFFFF) | (u32::from(control) << 16));
+}
+
+/// The mapped address of a memory BAR, if it is one.
+pub fn memory_bar(function: &Function, index: u8) -> Option<(u64, u64)> {
+    match function.bars.get(usize::from(index))? {
+        Some(Bar::Memory { address, size, .. }) if *address != 0 => Some((*address, *size)),
+        _ => None,
+    }
+}
+
 /// Vendor/device pair as `vvvv:dddd`.
 pub fn id_string(function: &Function) -> alloc::string::String {
     alloc::format!("{:04x}:{:04x}", function.vendor_id, function.device_id)
@@ -325,6 +430,38 @@ mod tests {
         space.words.borrow_mut().insert((bdf, 0x50), 0x0000_4010); // 0x50 -> 0x40 -> 0x50 ...
         let functions = enumerate(&space);
         assert_eq!(functions[0].capabilities.len(), MAX_CAPABILITIES);
+    }
+
+    #[test]
+    fn assigns_unassigned_bars_aligned_and_enables_decoding() {
+        let (space, bdf) = nvme_like();
+        space.words.borrow_mut().insert((bdf, 0x10), 0x0000_0004); // unassigned 64-bit BAR
+        let mut functions = enumerate(&space);
+        assert_eq!(
+            functions[0].bars[0],
+            Some(Bar::Memory { address: 0, size: 0x4000, prefetchable: false, is_64bit: true })
+        );
+        assign_bars(&space, &mut functions).unwrap();
+        let Some(Bar::Memory { address, .. }) = functions[0].bars[0] else { panic!("memory BAR expected") };
+        assert_eq!(address % 0x4000, 0);
+        assert!(MMIO_WINDOW.contains(&address));
+        assert_eq!(u64::from(space.read32(bdf, 0x10) & !0xF), address);
+        assert_eq!(space.read32(bdf, 0x04) & 0b110, 0b110, "memory decode and bus master on");
+        assert_eq!(memory_bar(&functions[0], 0), Some((address, 0x4000)));
+    }
+
+    #[test]
+    fn msix_enable_sets_enable_and_clears_mask() {
+        let (space, bdf) = nvme_like();
+        let functions = enumerate(&space);
+        let msix = functions[0].msix().unwrap();
+        space.words.borrow_mut().insert((bdf, 0x40), 0x4000_5011 | (63 << 16));
+        enable_msix(&space, bdf, &msix);
+        let control = space.read32(bdf, 0x40) >> 16;
+        assert_eq!(control & (1 << 15), 1 << 15);
+        assert_eq!(control & (1 << 14), 0);
+        assert_eq!(control & 0x7FF, 63);
+        assert_eq!(msix_message(2, 0x31), (0xFEE0_2000, 0x31));
     }
 
     #[test]

@@ -14,7 +14,8 @@ use core::time::Duration;
 use runtime::executor::Executor;
 use runtime::timers::Timers;
 
-use crate::arch::cpu;
+use crate::arch::{cpu, interrupts};
+use crate::drivers::virtio::net::VirtioNet;
 use crate::memory;
 use crate::paging;
 use crate::pci::{Function, Known};
@@ -38,7 +39,7 @@ impl Report {
     }
 }
 
-pub fn run_smoke(boot: &BootInfo, devices: &[Function]) -> bool {
+pub fn run_smoke(boot: &BootInfo, devices: &[Function], network: Option<VirtioNet>) -> bool {
     let mut report = Report { passed: 0, failed: 0 };
     let executor = Executor::new();
     let timers = crate::platform::new_timers();
@@ -53,6 +54,7 @@ pub fn run_smoke(boot: &BootInfo, devices: &[Function]) -> bool {
     check_random(&mut report);
     check_wall_clock(&mut report);
     check_devices(&mut report, devices);
+    check_network(&mut report, &executor, &timers, &mut platform, network);
     if let Some(archive) = boot.boot_archive() {
         check_boot_archive(&mut report, archive, boot.cmdline);
     }
@@ -295,6 +297,70 @@ fn check_devices(report: &mut Report, devices: &[Function]) {
         }
     }
     report.check("pci-devices", found.iter().all(|&f| f), format_args!("functions={}{summary}", devices.len()));
+}
+
+/// The virtio-net driver moves frames both ways with interrupts: a DHCP
+/// exchange with QEMU's user-mode network (discover/offer/request/ack),
+/// waiting on the receive vector's event between polls.
+fn check_network(
+    report: &mut Report,
+    executor: &Executor,
+    timers: &Timers,
+    platform: &mut KernelPlatform,
+    network: Option<VirtioNet>,
+) {
+    use smoltcp::iface::{Config, Interface, SocketSet};
+    use smoltcp::socket::dhcpv4;
+    use smoltcp::wire::{EthernetAddress, HardwareAddress};
+
+    let Some(mut device) = network else {
+        report.check("virtio-net-dhcp", false, format_args!("no virtio-net device"));
+        return;
+    };
+    let now = || smoltcp::time::Instant::from_micros((time::now_ns() / 1000) as i64);
+    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(device.mac())));
+    config.random_seed = rng::next_u64();
+    let mut iface = Interface::new(config, &mut device, now());
+    let mut sockets = SocketSet::new(Vec::new());
+    let dhcp = sockets.add(dhcpv4::Socket::new());
+    let rx_event = &interrupts::EVENTS[usize::from(device.rx_vector)];
+    let interrupts_before = interrupts::INTERRUPT_COUNT.load(core::sync::atomic::Ordering::Relaxed);
+    let start_ns = time::now_ns();
+    let lease = executor.block_on(
+        async {
+            loop {
+                iface.poll(now(), &mut device, &mut sockets);
+                if let Some(dhcpv4::Event::Configured(lease)) = sockets.get_mut::<dhcpv4::Socket>(dhcp).poll() {
+                    return Some((lease.address, lease.router));
+                }
+                if time::now_ns() - start_ns > 10_000_000_000 {
+                    return None;
+                }
+                let delay_us = iface.poll_delay(now(), &sockets).map_or(100_000, |d| d.total_micros()).min(100_000);
+                let _ = timers.timeout(Duration::from_micros(delay_us), rx_event.wait()).await;
+            }
+        },
+        platform,
+        timers,
+    );
+    let elapsed_ms = (time::now_ns() - start_ns) / 1_000_000;
+    let interrupts_taken = interrupts::INTERRUPT_COUNT.load(core::sync::atomic::Ordering::Relaxed) - interrupts_before;
+    let counters = &device.counters;
+    match lease {
+        Some((address, router)) => report.check(
+            "virtio-net-dhcp",
+            counters.rx_frames >= 2 && counters.tx_frames >= 2,
+            format_args!(
+                "address={address} router={router:?} rx_frames={} tx_frames={} interrupts={interrupts_taken} elapsed_ms={elapsed_ms}",
+                counters.rx_frames, counters.tx_frames
+            ),
+        ),
+        None => report.check(
+            "virtio-net-dhcp",
+            false,
+            format_args!("no lease rx_frames={} tx_frames={} interrupts={interrupts_taken}", counters.rx_frames, counters.tx_frames),
+        ),
+    }
 }
 
 /// The boot archive arrived whole: its size and FNV-1a hash must match what

@@ -3,7 +3,8 @@
 //! the memory map, W^X paging, 100k heap allocations returning to the
 //! starting usage, 10 ms sleeps within 3 ms, 1,000 tasks, the TSC against the
 //! RTC, the random source, the wall clock, and PCI finding the virtio-net,
-//! virtio-blk and NVMe devices attached here. A second boot overflows the
+//! virtio-blk and NVMe devices attached here, the boot archive arriving
+//! byte-exact, and the virtio-net driver completing a DHCP exchange. A second boot overflows the
 //! main stack into its guard page and must be reported, not hang; a third
 //! boots on a CPU without the required features and must be refused.
 //!
@@ -88,7 +89,7 @@ fn smoke_selftests_pass() {
         );
     }
     assert!(
-        outcome.serial.lines().any(|l| l == "selftest: 10 passed, 0 failed\r" || l == "selftest: 10 passed, 0 failed")
+        outcome.serial.lines().any(|l| l == "selftest: 11 passed, 0 failed\r" || l == "selftest: 11 passed, 0 failed")
     );
     assert!(!outcome.serial.contains("FATAL"));
 

@@ -173,6 +173,19 @@ pub static EVENTS: [Event; 256] = [const { Event::new() }; 256];
 /// Which vectors were signalled since the platform last looked (one bit each),
 /// so the idle loop delivers only those instead of scanning 256 events.
 static PENDING: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+static NEXT_DEVICE_VECTOR: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(VECTOR_DEVICE_FIRST);
+
+/// Hands out a vector for a device interrupt (MSI-X); each driver owns the
+/// vectors it was given and waits on `EVENTS[vector]`.
+pub fn allocate_vector() -> u8 {
+    let vector = NEXT_DEVICE_VECTOR.fetch_add(1, Ordering::Relaxed);
+    // Below the first device vector means the counter wrapped.
+    if vector == VECTOR_SPURIOUS || vector < VECTOR_DEVICE_FIRST {
+        crate::fatal(format_args!("out of interrupt vectors"));
+    }
+    vector
+}
+
 /// Interrupts taken, for statistics.
 pub static INTERRUPT_COUNT: AtomicU64 = AtomicU64::new(0);
 

@@ -1,0 +1,241 @@
+//! virtio-net (virtio spec section 5.1): one receive and one transmit queue,
+//! each with its own MSI-X vector; every receive buffer posted up front and
+//! re-posted as soon as smoltcp has consumed its frame; transmit buffers
+//! recycled as the device completes them. Exposed to the stack as a smoltcp
+//! `phy::Device`.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+
+use super::queue::{Segment, SplitQueue};
+use super::{F_VERSION_1, Transport, VirtioError};
+use crate::drivers::dma::DmaBuffer;
+use crate::pci::{ConfigAccess, Function};
+
+const F_MAC: u64 = 1 << 5;
+
+/// virtio_net_hdr for VERSION_1 devices (with `num_buffers`).
+const HEADER_BYTES: usize = 12;
+/// Room for a full Ethernet frame (1514 bytes) after the header.
+const BUFFER_BYTES: usize = 2048;
+const MAX_FRAME_BYTES: usize = 1514;
+const QUEUE_SIZE: u16 = 256;
+
+const RX_QUEUE: u16 = 0;
+const TX_QUEUE: u16 = 1;
+
+pub struct Counters {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub tx_dropped_no_buffer: u64,
+}
+
+struct Receive {
+    queue: SplitQueue,
+    buffers: DmaBuffer,
+    /// Which buffer slot each descriptor head carries.
+    slot_of_head: Vec<u16>,
+}
+
+struct Transmit {
+    queue: SplitQueue,
+    buffers: DmaBuffer,
+    slot_of_head: Vec<u16>,
+    free_slots: Vec<u16>,
+    scratch: Vec<u8>,
+}
+
+pub struct VirtioNet {
+    transport: Transport,
+    mac: [u8; 6],
+    receive: Receive,
+    transmit: Transmit,
+    pub counters: Counters,
+    pub rx_vector: u8,
+    pub tx_vector: u8,
+}
+
+impl Receive {
+    fn post(&mut self, slot: u16) {
+        let segment = Segment {
+            address: self.buffers.bus_address() + u64::from(slot) * BUFFER_BYTES as u64,
+            len: BUFFER_BYTES as u32,
+            device_writes: true,
+        };
+        match self.queue.push(&[segment]) {
+            Some(head) => self.slot_of_head[usize::from(head)] = slot,
+            None => crate::fatal(format_args!("virtio-net: receive queue overfull")),
+        }
+    }
+}
+
+impl Transmit {
+    fn reclaim(&mut self) {
+        while let Some((head, _)) = self.queue.pop_used() {
+            self.free_slots.push(self.slot_of_head[usize::from(head)]);
+        }
+    }
+}
+
+impl VirtioNet {
+    pub fn init(
+        access: &impl ConfigAccess,
+        function: &Function,
+        apic_id: u32,
+        rx_vector: u8,
+        tx_vector: u8,
+    ) -> Result<Self, VirtioError> {
+        let (transport, features) = Transport::init(access, function, F_VERSION_1 | F_MAC)?;
+        let mut mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+        if features & F_MAC != 0 {
+            for (index, byte) in mac.iter_mut().enumerate() {
+                *byte = transport.device_config.read8(index as u64);
+            }
+        }
+        let rx_queue = transport.setup_queue(RX_QUEUE, QUEUE_SIZE, 0, apic_id, rx_vector)?;
+        let tx_queue = transport.setup_queue(TX_QUEUE, QUEUE_SIZE, 1, apic_id, tx_vector)?;
+        let rx_slots = rx_queue.size();
+        let tx_slots = tx_queue.size();
+        let mut receive = Receive {
+            queue: rx_queue,
+            buffers: DmaBuffer::new(usize::from(rx_slots) * BUFFER_BYTES),
+            slot_of_head: vec![0; usize::from(rx_slots)],
+        };
+        let transmit = Transmit {
+            queue: tx_queue,
+            buffers: DmaBuffer::new(usize::from(tx_slots) * BUFFER_BYTES),
+            slot_of_head: vec![0; usize::from(tx_slots)],
+            free_slots: (0..tx_slots).rev().collect(),
+            scratch: vec![0; BUFFER_BYTES],
+        };
+        for slot in 0..rx_slots {
+            receive.post(slot);
+        }
+        transport.driver_ok();
+        receive.queue.notify();
+        Ok(Self {
+            transport,
+            mac,
+            receive,
+            transmit,
+            counters: Counters { rx_frames: 0, tx_frames: 0, tx_dropped_no_buffer: 0 },
+            rx_vector,
+            tx_vector,
+        })
+    }
+
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// Keeps the transport alive as long as the driver (its mappings).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+}
+
+pub struct RxToken<'a> {
+    receive: &'a mut Receive,
+    head: u16,
+    len: usize,
+}
+
+pub struct TxToken<'a> {
+    transmit: &'a mut Transmit,
+    sent: &'a mut u64,
+    dropped: &'a mut u64,
+}
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        let slot = self.receive.slot_of_head[usize::from(self.head)];
+        let start = usize::from(slot) * BUFFER_BYTES;
+        // The device reports header + frame; a short or oversized report is
+        // clamped rather than trusted.
+        let len = self.len.clamp(HEADER_BYTES, BUFFER_BYTES);
+        let result = f(&self.receive.buffers.as_slice()[start + HEADER_BYTES..start + len]);
+        self.receive.post(slot);
+        self.receive.queue.notify();
+        result
+    }
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let len = len.min(MAX_FRAME_BYTES);
+        self.transmit.reclaim();
+        let Some(slot) = self.transmit.free_slots.pop() else {
+            // No buffer: the frame is dropped (TCP retransmits it).
+            *self.dropped += 1;
+            return f(&mut self.transmit.scratch[..len]);
+        };
+        let start = usize::from(slot) * BUFFER_BYTES;
+        let buffer = &mut self.transmit.buffers.as_mut_slice()[start..start + HEADER_BYTES + len];
+        buffer[..HEADER_BYTES].fill(0);
+        let result = f(&mut buffer[HEADER_BYTES..]);
+        let segment = Segment {
+            address: self.transmit.buffers.bus_address() + start as u64,
+            len: (HEADER_BYTES + len) as u32,
+            device_writes: false,
+        };
+        match self.transmit.queue.push(&[segment]) {
+            Some(head) => {
+                self.transmit.slot_of_head[usize::from(head)] = slot;
+                self.transmit.queue.notify();
+                *self.sent += 1;
+            }
+            None => {
+                self.transmit.free_slots.push(slot);
+                *self.dropped += 1;
+            }
+        }
+        result
+    }
+}
+
+impl phy::Device for VirtioNet {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let (head, len) = self.receive.queue.pop_used()?;
+        self.counters.rx_frames += 1;
+        Some((
+            RxToken { receive: &mut self.receive, head, len: len as usize },
+            TxToken {
+                transmit: &mut self.transmit,
+                sent: &mut self.counters.tx_frames,
+                dropped: &mut self.counters.tx_dropped_no_buffer,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        self.transmit.reclaim();
+        if self.transmit.free_slots.is_empty() {
+            return None;
+        }
+        Some(TxToken {
+            transmit: &mut self.transmit,
+            sent: &mut self.counters.tx_frames,
+            dropped: &mut self.counters.tx_dropped_no_buffer,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut capabilities = DeviceCapabilities::default();
+        capabilities.medium = Medium::Ethernet;
+        capabilities.max_transmission_unit = MAX_FRAME_BYTES;
+        capabilities.max_burst_size = Some(usize::from(self.transmit.queue.size()));
+        capabilities
+    }
+}
