@@ -83,6 +83,12 @@ pub fn start(start_info: u64) -> ! {
     info!("boot", "rustcore {}", env!("CARGO_PKG_VERSION"); cmdline = boot.cmdline, boot_archive_bytes = boot.boot_archive().map_or(0, <[u8]>::len));
     info!("boot", "memory"; regions = memmap.regions, ram_bytes = memmap.ram_bytes, heap_bytes = HEAP.stats().heap_size_bytes, page_tables = paging::tables_used());
     info!("boot", "clocks"; tsc_hz = tsc_hz, tsc_source = tsc_source.as_str(), apic = if apic_mode == apic::Mode::X2Apic { "x2apic" } else { "xapic" }, apic_timer_hz = apic_timer_hz, tsc_deadline = apic::timer_kind() == apic::TimerKind::TscDeadline, unix_seconds = wall.unwrap_or(0));
+    if let Some(bytes) = boot.boot_archive() {
+        match services::bootfs::Archive::new(bytes).validate() {
+            Ok(files) => info!("boot", "boot archive"; files = files, bytes = bytes.len()),
+            Err(error) => warn!("boot", "boot archive is not a ustar archive: {:?}", error; bytes = bytes.len()),
+        }
+    }
     if wall.is_none() {
         warn!("boot", "no usable RTC: wall clock unknown, TLS and SigV4 will fail");
     }

@@ -2,9 +2,11 @@
 //!
 //! - [`log`]: structured JSON-lines log records on a [`log::Sink`], with the
 //!   `error!` .. `trace!` macros exported at the crate root.
+//! - [`bootfs`]: the boot archive (ustar) the kernel receives as a PVH module.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod bootfs;
 pub mod log;

@@ -13,6 +13,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+pub mod bootfs;
 pub mod image;
 pub mod qemu;
 pub mod setup;

@@ -187,12 +187,15 @@ fn run(opts: &RunOptions) -> Result<ExitCode> {
     setup_all()?;
     let elf = image::build()?;
     state.ensure()?;
-    let cfg = opts.vm_config(&elf, &state);
+    let certificates = xtask::bootfs::ensure_certificates(&state)?;
+    let mut cfg = opts.vm_config(&elf, &state);
+    cfg.initrd = Some(xtask::bootfs::pack(&state, &certificates)?);
     println!(
-        "xtask run: {} ({:?}), forwarding 127.0.0.1:{} (HTTPS) and 127.0.0.1:{} (admin) to the guest; no network service answers there yet",
+        "xtask run: {} ({:?}); https://localhost:{} (CA: {}), admin on 127.0.0.1:{}",
         elf.display(),
         cfg.accel,
         opts.port,
+        certificates.ca.display(),
         opts.admin_port
     );
     if opts.detach {
