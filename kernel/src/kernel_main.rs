@@ -148,6 +148,11 @@ fn serve(devices: Vec<pci::Function>, _network: Option<VirtioNet>) -> ! {
         let mut interval = heartbeat_timers.interval(Duration::from_secs(60));
         loop {
             interval.tick().await;
+            if let Some(correction_ns) = time::resync_wall_clock(1_500_000_000)
+                && correction_ns != 0
+            {
+                info!("time", "wall clock re-anchored to the RTC"; correction_ms = correction_ns / 1_000_000);
+            }
             let heap = HEAP.stats();
             info!("runtime", "heartbeat"; heap_bytes_in_use = heap.bytes_in_use, heap_peak_bytes = heap.peak_bytes, interrupts = interrupts::INTERRUPT_COUNT.load(core::sync::atomic::Ordering::Relaxed));
         }

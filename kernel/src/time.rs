@@ -154,6 +154,25 @@ pub fn init_wall_clock() -> Option<u64> {
     Some(seconds)
 }
 
+/// Re-anchors wall time to the RTC when they disagree by more than
+/// `max_skew_ns`. The TSC rate from calibration is off by a few hundred ppm
+/// under TCG (the self test measures it against the RTC), which would drift
+/// the wall clock by minutes a day; SigV4 allows 15 minutes of skew and TLS
+/// checks certificate validity, so a periodic task calls this. Returns the
+/// correction applied in ns (positive: the clock was behind).
+pub fn resync_wall_clock(max_skew_ns: u64) -> Option<i64> {
+    let rtc_ns = crate::rtc::read_unix_seconds()? * 1_000_000_000;
+    let ours = unix_ns()?;
+    // The RTC only has whole seconds: compare against the middle of its second.
+    let rtc_mid_ns = rtc_ns + 500_000_000;
+    let skew = rtc_mid_ns as i64 - ours as i64;
+    if skew.unsigned_abs() <= max_skew_ns {
+        return Some(0);
+    }
+    BOOT_UNIX_NS.store(rtc_mid_ns.saturating_sub(now_ns()).max(1), Ordering::Relaxed);
+    Some(skew)
+}
+
 /// Wall-clock time in ns since the Unix epoch, once known.
 pub fn unix_ns() -> Option<u64> {
     match BOOT_UNIX_NS.load(Ordering::Relaxed) {
