@@ -1,0 +1,207 @@
+//! A simulated disk that fails the way real ones do, for crash tests.
+//!
+//! Reads see every completed write. Only flushed writes are durable: a
+//! [`SimDisk::power_cut`] decides, per write not yet flushed, whether it
+//! reached the media whole, not at all, or torn (some of its 512-byte
+//! sectors written, others not; a sector itself is atomic, as disks
+//! promise). After a cut the device is gone until [`SimDisk::restart`].
+//! Read errors and bit flips can be injected at chosen blocks. All choices
+//! come from a seeded generator, so a failing seed replays exactly.
+
+use alloc::collections::BTreeSet;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::future::{Future, ready};
+
+use spin::Mutex;
+
+use super::{BlockDevice, BlockError, Geometry, IoBuf, IoResult};
+
+const SECTOR_BYTES: usize = 512;
+
+/// How a power cut treats unflushed writes (per mille of writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultConfig {
+    pub keep_per_mille: u32,
+    pub tear_per_mille: u32,
+    // The rest are dropped.
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        Self { keep_per_mille: 400, tear_per_mille: 300 }
+    }
+}
+
+/// What a power cut did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CutReport {
+    pub kept: u32,
+    pub torn: u32,
+    pub dropped: u32,
+}
+
+struct PendingWrite {
+    offset: usize,
+    data: Vec<u8>,
+}
+
+struct State {
+    /// What the media holds for certain.
+    durable: Vec<u8>,
+    /// What reads see: durable plus completed, unflushed writes.
+    visible: Vec<u8>,
+    pending: Vec<PendingWrite>,
+    gone: bool,
+    read_errors: BTreeSet<u64>,
+    rng: u64,
+    writes: u64,
+    flushes: u64,
+}
+
+pub struct SimDisk {
+    geometry: Geometry,
+    faults: FaultConfig,
+    state: Mutex<State>,
+}
+
+fn next(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
+
+impl SimDisk {
+    pub fn new(block_bytes: u32, capacity_blocks: u64, faults: FaultConfig, seed: u64) -> Self {
+        let geometry = Geometry { block_bytes, capacity_blocks, queue_depth: 32, supports_discard: false };
+        let bytes = geometry.capacity_bytes() as usize;
+        Self {
+            geometry,
+            faults,
+            state: Mutex::new(State {
+                durable: vec![0; bytes],
+                visible: vec![0; bytes],
+                pending: Vec::new(),
+                gone: false,
+                read_errors: BTreeSet::new(),
+                rng: seed | 1,
+                writes: 0,
+                flushes: 0,
+            }),
+        }
+    }
+
+    /// Loses power now. Unflushed writes are kept, dropped or torn; the
+    /// device is gone until `restart`.
+    pub fn power_cut(&self) -> CutReport {
+        let mut state = self.state.lock();
+        let mut report = CutReport::default();
+        let pending = core::mem::take(&mut state.pending);
+        for write in pending {
+            let roll = (next(&mut state.rng) % 1000) as u32;
+            if roll < self.faults.keep_per_mille {
+                report.kept += 1;
+                state.durable[write.offset..write.offset + write.data.len()].copy_from_slice(&write.data);
+            } else if roll < self.faults.keep_per_mille + self.faults.tear_per_mille {
+                report.torn += 1;
+                for (index, sector) in write.data.chunks(SECTOR_BYTES).enumerate() {
+                    if next(&mut state.rng).is_multiple_of(2) {
+                        let at = write.offset + index * SECTOR_BYTES;
+                        state.durable[at..at + sector.len()].copy_from_slice(sector);
+                    }
+                }
+            } else {
+                report.dropped += 1;
+            }
+        }
+        state.visible = state.durable.clone();
+        state.gone = true;
+        report
+    }
+
+    /// Power is back: the device answers again, holding what was durable.
+    pub fn restart(&self) {
+        self.state.lock().gone = false;
+    }
+
+    /// Reads of `lba` fail with an I/O error from now on.
+    pub fn fail_reads_at(&self, lba: u64) {
+        self.state.lock().read_errors.insert(lba);
+    }
+
+    /// Flips one bit on the media (silent corruption: reads succeed).
+    pub fn flip_bit(&self, byte_offset: usize, bit: u8) {
+        let mut state = self.state.lock();
+        if byte_offset < state.durable.len() {
+            state.durable[byte_offset] ^= 1 << (bit % 8);
+            state.visible[byte_offset] ^= 1 << (bit % 8);
+        }
+    }
+
+    /// (writes, flushes) completed so far.
+    pub fn counts(&self) -> (u64, u64) {
+        let state = self.state.lock();
+        (state.writes, state.flushes)
+    }
+
+    /// Writes not yet flushed.
+    pub fn unflushed_writes(&self) -> usize {
+        self.state.lock().pending.len()
+    }
+}
+
+impl BlockDevice for SimDisk {
+    fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    fn read(&self, lba: u64, mut buf: IoBuf) -> impl Future<Output = IoResult> {
+        let result = (|| {
+            let blocks = self.geometry.check(lba, buf.len())?;
+            let state = self.state.lock();
+            if state.gone {
+                return Err(BlockError::DeviceGone);
+            }
+            if let Some(&bad) = state.read_errors.range(lba..lba + blocks).next() {
+                return Err(BlockError::Io { lba: bad });
+            }
+            let start = (lba * u64::from(self.geometry.block_bytes)) as usize;
+            let len = buf.len();
+            buf.as_mut_slice().copy_from_slice(&state.visible[start..start + len]);
+            Ok(())
+        })();
+        ready((result, buf))
+    }
+
+    fn write(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        let result = (|| {
+            self.geometry.check(lba, buf.len())?;
+            let mut state = self.state.lock();
+            if state.gone {
+                return Err(BlockError::DeviceGone);
+            }
+            let offset = (lba * u64::from(self.geometry.block_bytes)) as usize;
+            state.visible[offset..offset + buf.len()].copy_from_slice(buf.as_slice());
+            state.pending.push(PendingWrite { offset, data: buf.as_slice().to_vec() });
+            state.writes += 1;
+            Ok(())
+        })();
+        ready((result, buf))
+    }
+
+    fn flush(&self) -> impl Future<Output = Result<(), BlockError>> {
+        let mut state = self.state.lock();
+        let result = if state.gone {
+            Err(BlockError::DeviceGone)
+        } else {
+            let pending = core::mem::take(&mut state.pending);
+            for write in pending {
+                state.durable[write.offset..write.offset + write.data.len()].copy_from_slice(&write.data);
+            }
+            state.flushes += 1;
+            Ok(())
+        };
+        ready(result)
+    }
+}

@@ -1,0 +1,110 @@
+//! The block devices' contract, checked the same way for each device.
+
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+
+use storage::block::{BlockDevice, BlockError, FaultConfig, IoBuf, RamDisk, SimDisk};
+
+/// The devices here complete synchronously; poll once.
+fn now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("in-memory devices complete at once"),
+    }
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+fn contract(device: &impl BlockDevice) {
+    let geometry = device.geometry();
+    let block = geometry.block_bytes as usize;
+    let data = pattern(7, 3 * block);
+    let (result, _) = now(device.write(5, IoBuf::from_slice(&data)));
+    result.unwrap();
+    let (result, buf) = now(device.read(5, IoBuf::zeroed(3 * block)));
+    result.unwrap();
+    assert_eq!(buf.as_slice(), &data[..]);
+    now(device.flush()).unwrap();
+    // Errors, not panics, for bad requests; the buffer comes back.
+    let (result, buf) = now(device.read(geometry.capacity_blocks, IoBuf::zeroed(block)));
+    assert!(matches!(result, Err(BlockError::OutOfRange { .. })));
+    assert_eq!(buf.len(), block);
+    let (result, _) = now(device.write(u64::MAX - 1, IoBuf::zeroed(2 * block)));
+    assert!(matches!(result, Err(BlockError::OutOfRange { .. })));
+    let (result, _) = now(device.read(0, IoBuf::zeroed(block + 1)));
+    assert!(matches!(result, Err(BlockError::Misaligned { .. })));
+}
+
+#[test]
+fn ram_disk_contract() {
+    contract(&RamDisk::new(512, 1024));
+    contract(&RamDisk::new(4096, 256));
+}
+
+#[test]
+fn sim_disk_contract() {
+    contract(&SimDisk::new(512, 1024, FaultConfig::default(), 1));
+}
+
+#[test]
+fn flushed_writes_survive_a_power_cut() {
+    let disk = SimDisk::new(512, 256, FaultConfig { keep_per_mille: 0, tear_per_mille: 0 }, 9);
+    let durable = pattern(1, 4096);
+    now(disk.write(0, IoBuf::from_slice(&durable))).0.unwrap();
+    now(disk.flush()).unwrap();
+    now(disk.write(8, IoBuf::from_slice(&pattern(2, 4096)))).0.unwrap();
+    let report = disk.power_cut();
+    assert_eq!(report.dropped, 1);
+    // Gone until restarted.
+    assert_eq!(now(disk.read(0, IoBuf::zeroed(512))).0, Err(BlockError::DeviceGone));
+    disk.restart();
+    let (result, buf) = now(disk.read(0, IoBuf::zeroed(8192)));
+    result.unwrap();
+    assert_eq!(&buf.as_slice()[..4096], &durable[..]);
+    assert!(buf.as_slice()[4096..].iter().all(|&b| b == 0), "the unflushed write was dropped");
+}
+
+#[test]
+fn torn_writes_tear_at_sector_granularity() {
+    let disk = SimDisk::new(512, 256, FaultConfig { keep_per_mille: 0, tear_per_mille: 1000 }, 42);
+    let data = vec![0xAB; 64 * 512];
+    now(disk.write(0, IoBuf::from_slice(&data))).0.unwrap();
+    assert_eq!(disk.power_cut().torn, 1);
+    disk.restart();
+    let (_, buf) = now(disk.read(0, IoBuf::zeroed(64 * 512)));
+    let written: Vec<bool> = buf.as_slice().chunks(512).map(|s| s.iter().all(|&b| b == 0xAB)).collect();
+    let zero: Vec<bool> = buf.as_slice().chunks(512).map(|s| s.iter().all(|&b| b == 0)).collect();
+    assert!(written.iter().zip(&zero).all(|(w, z)| w ^ z), "each sector is all old or all new");
+    assert!(written.iter().any(|&w| w) && zero.iter().any(|&z| z), "some sectors of 64 made it, some did not");
+}
+
+#[test]
+fn same_seed_same_outcome() {
+    let run = |seed| {
+        let disk = SimDisk::new(512, 256, FaultConfig::default(), seed);
+        for i in 0..20 {
+            now(disk.write(i * 4, IoBuf::from_slice(&pattern(i as u8, 2048)))).0.unwrap();
+        }
+        let report = disk.power_cut();
+        disk.restart();
+        (report, now(disk.read(0, IoBuf::zeroed(256 * 512))).1.as_slice().to_vec())
+    };
+    assert_eq!(run(5), run(5));
+    assert_ne!(run(5).1, run(6).1);
+}
+
+#[test]
+fn injected_faults() {
+    let disk = SimDisk::new(512, 64, FaultConfig::default(), 3);
+    now(disk.write(0, IoBuf::from_slice(&pattern(3, 1024)))).0.unwrap();
+    disk.fail_reads_at(1);
+    assert_eq!(now(disk.read(0, IoBuf::zeroed(1024))).0, Err(BlockError::Io { lba: 1 }));
+    assert!(now(disk.read(2, IoBuf::zeroed(512))).0.is_ok());
+    disk.flip_bit(2 * 512 + 10, 3);
+    let (_, buf) = now(disk.read(2, IoBuf::zeroed(512)));
+    assert_eq!(buf.as_slice()[10], 1 << 3, "one bit flipped in a byte that was zero");
+}
