@@ -9,6 +9,7 @@ use services::log::Level;
 use services::{info, warn};
 
 use crate::arch::{cpu, gdt, interrupts};
+use crate::drivers::virtio::blk::VirtioBlk;
 use crate::drivers::virtio::net::VirtioNet;
 use crate::exit::{ExitCode, exit_qemu};
 use crate::pci::{self, Bdf, ConfigAccess};
@@ -122,9 +123,29 @@ pub fn start(start_info: u64) -> ! {
         }
     });
 
+    let disk = devices.iter().find(|d| d.known() == Some(pci::Known::VirtioBlock)).and_then(|function| {
+        let vector = interrupts::allocate_vector();
+        match VirtioBlk::init(&PortIoConfig, function, apic::id(), vector) {
+            Ok(device) => {
+                let geometry = storage::block::BlockDevice::geometry(&device);
+                info!("storage", "virtio-blk at {}", function.bdf; block_bytes = geometry.block_bytes, capacity_bytes = geometry.capacity_bytes(), queue_depth = u32::from(geometry.queue_depth), vector = u32::from(vector));
+                Some(device)
+            }
+            Err(error) => {
+                warn!("storage", "virtio-blk at {} failed: {:?}", function.bdf, error);
+                None
+            }
+        }
+    });
+
     match boot.cmdline_value("selftest") {
         Some("smoke") => {
-            let ok = selftest::run_smoke(&boot, &devices, network);
+            let ok = selftest::run_smoke(&boot, &devices, network, disk);
+            exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
+        }
+        Some(mode @ ("blk-write" | "blk-verify")) => {
+            let seed = boot.cmdline_value("selftest.seed").and_then(|s| s.parse().ok()).unwrap_or(1);
+            let ok = selftest::run_block_persistence(disk, mode == "blk-write", seed);
             exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
         }
         Some("guard-fault") => {

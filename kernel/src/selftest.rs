@@ -15,6 +15,7 @@ use runtime::executor::Executor;
 use runtime::timers::Timers;
 
 use crate::arch::{cpu, interrupts};
+use crate::drivers::virtio::blk::VirtioBlk;
 use crate::drivers::virtio::net::VirtioNet;
 use crate::memory;
 use crate::paging;
@@ -22,6 +23,7 @@ use crate::pci::{Function, Known};
 use crate::platform::KernelPlatform;
 use crate::pvh::BootInfo;
 use crate::{HEAP, println, rng, rtc, sym_addr, time};
+use storage::block::{BlockDevice, IoBuf};
 
 struct Report {
     passed: u32,
@@ -39,7 +41,7 @@ impl Report {
     }
 }
 
-pub fn run_smoke(boot: &BootInfo, devices: &[Function], network: Option<VirtioNet>) -> bool {
+pub fn run_smoke(boot: &BootInfo, devices: &[Function], network: Option<VirtioNet>, disk: Option<VirtioBlk>) -> bool {
     let mut report = Report { passed: 0, failed: 0 };
     let executor = Executor::new();
     let timers = crate::platform::new_timers();
@@ -55,6 +57,7 @@ pub fn run_smoke(boot: &BootInfo, devices: &[Function], network: Option<VirtioNe
     check_wall_clock(&mut report);
     check_devices(&mut report, devices);
     check_network(&mut report, &executor, &timers, &mut platform, network);
+    check_block(&mut report, &executor, &timers, &mut platform, disk);
     if let Some(archive) = boot.boot_archive() {
         check_boot_archive(&mut report, archive, boot.cmdline);
     }
@@ -176,17 +179,24 @@ fn check_heap(report: &mut Report) {
 }
 
 fn check_sleep(report: &mut Report, executor: &Executor, timers: &Timers, platform: &mut KernelPlatform) {
+    // One unmeasured sleep first: TCG translates the timer path on first use.
+    executor.block_on(timers.sleep(Duration::from_millis(1)), platform, timers);
     let mut samples_us = [0u64; 5];
     for sample in &mut samples_us {
         let start = cpu::rdtsc();
         executor.block_on(timers.sleep(Duration::from_millis(10)), platform, timers);
         *sample = time::tsc_to_ns(cpu::rdtsc() - start) / 1000;
     }
-    let ok = samples_us.iter().all(|&us| (7_000..=13_000).contains(&us));
+    let mut sorted = samples_us;
+    sorted.sort_unstable();
+    let median_us = sorted[2];
+    // Never early; the median within 3 ms (single samples can overshoot when
+    // the host deschedules the emulator, which says nothing about our timer).
+    let ok = sorted[0] >= 10_000 && (7_000..=13_000).contains(&median_us);
     report.check(
         "sleep-10ms",
         ok,
-        format_args!("samples_us={samples_us:?} tolerance_us=3000 halts={}", platform.halts),
+        format_args!("median_us={median_us} samples_us={samples_us:?} tolerance_us=3000 halts={}", platform.halts),
     );
 }
 
@@ -241,7 +251,7 @@ fn check_tsc_against_rtc(report: &mut Report) {
     let measured = wait_edge().and_then(|first| wait_edge().map(|second| second - first));
     let calibrated = time::tsc_hz();
     let (ok, measured_hz) = match measured {
-        Some(hz) => (hz.abs_diff(calibrated) * 100 <= calibrated * 2, hz),
+        Some(hz) => (hz.abs_diff(calibrated) * 100 <= calibrated, hz),
         None => (false, 0),
     };
     report.check(
@@ -361,6 +371,117 @@ fn check_network(
             format_args!("no lease rx_frames={} tx_frames={} interrupts={interrupts_taken}", counters.rx_frames, counters.tx_frames),
         ),
     }
+}
+
+/// Bytes of block `lba` in the test pattern for `seed`.
+fn block_pattern(seed: u64, lba: u64, out: &mut [u8]) {
+    let mut state = seed ^ lba.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for chunk in out.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+const BLOCK_TEST_REQUESTS: u64 = 64;
+const BLOCK_TEST_REQUEST_BYTES: usize = 64 * 1024;
+/// Far from block 0, where the storage engine's superblock will live.
+const BLOCK_TEST_FIRST_LBA: u64 = 1 << 16;
+
+/// Writes (or verifies) `BLOCK_TEST_REQUESTS` requests of 64 KiB, all in
+/// flight at once; returns (ok, bytes, elapsed ns).
+async fn block_workout(disk: &VirtioBlk, write: bool, seed: u64) -> (bool, u64, u64) {
+    let blocks_per_request = (BLOCK_TEST_REQUEST_BYTES / disk.geometry().block_bytes as usize) as u64;
+    let start = time::now_ns();
+    let requests: Vec<_> = (0..BLOCK_TEST_REQUESTS)
+        .map(|i| {
+            let lba = BLOCK_TEST_FIRST_LBA + i * blocks_per_request;
+            let mut buf = IoBuf::zeroed(BLOCK_TEST_REQUEST_BYTES);
+            if write {
+                block_pattern(seed, lba, buf.as_mut_slice());
+            }
+            async move {
+                if write {
+                    disk.write(lba, buf).await.0.is_ok()
+                } else {
+                    let (result, buf) = disk.read(lba, buf).await;
+                    let mut expected = alloc::vec![0u8; BLOCK_TEST_REQUEST_BYTES];
+                    block_pattern(seed, lba, &mut expected);
+                    result.is_ok() && buf.as_slice() == &expected[..]
+                }
+            }
+        })
+        .collect();
+    let ok = join_all(requests).await.iter().all(|&ok| ok) && (!write || disk.flush().await.is_ok());
+    (ok, BLOCK_TEST_REQUESTS * BLOCK_TEST_REQUEST_BYTES as u64, time::now_ns() - start)
+}
+
+/// Polls every future in turn until all are done (they share one task, so
+/// their requests are all in flight together).
+async fn join_all<F: core::future::Future<Output = bool>>(futures: Vec<F>) -> Vec<bool> {
+    let mut futures: Vec<_> = futures.into_iter().map(alloc::boxed::Box::pin).collect();
+    let mut results: Vec<Option<bool>> = alloc::vec![None; futures.len()];
+    core::future::poll_fn(|cx| {
+        for (future, result) in futures.iter_mut().zip(results.iter_mut()) {
+            if result.is_none()
+                && let core::task::Poll::Ready(value) = future.as_mut().poll(cx)
+            {
+                *result = Some(value);
+            }
+        }
+        if results.iter().all(Option::is_some) { core::task::Poll::Ready(()) } else { core::task::Poll::Pending }
+    })
+    .await;
+    results.into_iter().map(|r| r.unwrap_or(false)).collect()
+}
+
+fn check_block(
+    report: &mut Report,
+    executor: &Executor,
+    timers: &Timers,
+    platform: &mut KernelPlatform,
+    disk: Option<VirtioBlk>,
+) {
+    let Some(disk) = disk else {
+        report.check("virtio-blk-io", false, format_args!("no virtio-blk device"));
+        return;
+    };
+    drop(executor.spawn(disk.completions(&interrupts::EVENTS[usize::from(disk.vector)])));
+    let seed = rng::next_u64();
+    let (wrote, bytes, write_ns) = executor.block_on(block_workout(&disk, true, seed), platform, timers);
+    let (read_back, _, read_ns) = executor.block_on(block_workout(&disk, false, seed), platform, timers);
+    let mib_per_s = |ns: u64| bytes * 1_000_000_000 / ns.max(1) / (1024 * 1024);
+    report.check(
+        "virtio-blk-io",
+        wrote && read_back,
+        format_args!(
+            "requests={BLOCK_TEST_REQUESTS} request_bytes={BLOCK_TEST_REQUEST_BYTES} in_flight={BLOCK_TEST_REQUESTS} write_mib_s={} read_mib_s={} completions={}",
+            mib_per_s(write_ns),
+            mib_per_s(read_ns),
+            disk.completed_requests()
+        ),
+    );
+}
+
+/// Boot one writes a pattern (and flushes); boot two, after QEMU restarted,
+/// reads it back: the driver's writes reach the disk image.
+pub fn run_block_persistence(disk: Option<VirtioBlk>, write: bool, seed: u64) -> bool {
+    let Some(disk) = disk else {
+        println!("selftest FAIL blk-persistence no virtio-blk device");
+        return false;
+    };
+    let executor = Executor::new();
+    let timers = crate::platform::new_timers();
+    let mut platform = KernelPlatform::new();
+    drop(executor.spawn(disk.completions(&interrupts::EVENTS[usize::from(disk.vector)])));
+    let (ok, bytes, _) = executor.block_on(block_workout(&disk, write, seed), &mut platform, &timers);
+    println!(
+        "selftest {} blk-{} seed={seed} bytes={bytes}",
+        if ok { "PASS" } else { "FAIL" },
+        if write { "write" } else { "verify" }
+    );
+    ok
 }
 
 /// The boot archive arrived whole: its size and FNV-1a hash must match what

@@ -62,37 +62,70 @@ fn from_cpuid() -> Option<(u64, CalibrationSource)> {
     None
 }
 
-/// Counts TSC ticks over `pit_ticks` of PIT channel 2 (mode 0, one shot),
-/// polling the channel's output bit in port 0x61.
-fn measure_against_pit(pit_ticks: u16) -> Option<u64> {
+/// Reads PIT channel 2's count together with the TSC. The pair is only as
+/// good as the time between the two TSC reads around the latch, so take
+/// several and keep the tightest: a host that preempts QEMU in the middle
+/// (a loaded CI machine) then costs a retry, not a wrong rate.
+fn sample_pit() -> (u64, u16) {
+    let mut best: Option<(u64, u64, u16)> = None; // (window, tsc midpoint, count)
+    for _ in 0..8 {
+        // SAFETY: PIT channel 2 is ours (see `measure_against_pit`); latching
+        // and reading its count has no other effect.
+        let (before, count, after) = unsafe {
+            let before = cpu::rdtsc();
+            cpu::outb(0x43, 0b1000_0000); // latch channel 2
+            let low = cpu::inb(0x42);
+            let high = cpu::inb(0x42);
+            (before, u16::from_le_bytes([low, high]), cpu::rdtsc())
+        };
+        let window = after - before;
+        if best.is_none_or(|(w, _, _)| window < w) {
+            best = Some((window, before + window / 2, count));
+        }
+    }
+    let (_, tsc, count) = best.unwrap_or((0, cpu::rdtsc(), 0));
+    (tsc, count)
+}
+
+/// TSC ticks per second measured over about `window_ms` of the PIT's
+/// 1.193182 MHz count (channel 2, counting down from 0xFFFF, gate on, no
+/// speaker, no interrupt). `None` when the PIT does not count (no PIT).
+fn measure_against_pit(window_ms: u64) -> Option<u64> {
     // SAFETY: the PIT and port 0x61 are legacy devices the kernel owns; this
     // gates channel 2 without enabling the speaker, and nothing else uses it.
-    unsafe {
+    let port61 = unsafe {
         let port61 = cpu::inb(0x61);
         cpu::outb(0x61, (port61 & !0x02) | 0x01);
         cpu::outb(0x43, 0b1011_0000); // channel 2, lobyte/hibyte, mode 0, binary
-        cpu::outb(0x42, pit_ticks as u8);
-        cpu::outb(0x42, (pit_ticks >> 8) as u8);
-        let start = cpu::rdtsc();
-        let mut polls = 0u64;
-        while cpu::inb(0x61) & 0x20 == 0 {
-            polls += 1;
-            if polls > 50_000_000 {
-                return None; // no PIT here
-            }
+        cpu::outb(0x42, 0xFF);
+        cpu::outb(0x42, 0xFF);
+        port61
+    };
+    let wanted_ticks = PIT_HZ * window_ms / 1000;
+    let (tsc_start, count_start) = sample_pit();
+    let mut polls = 0u64;
+    let result = loop {
+        let (tsc_now, count_now) = sample_pit();
+        let elapsed = u64::from(count_start.wrapping_sub(count_now));
+        if elapsed >= wanted_ticks {
+            break Some((tsc_now - tsc_start) * PIT_HZ / elapsed);
         }
-        let end = cpu::rdtsc();
-        cpu::outb(0x61, port61);
-        Some((end - start) * PIT_HZ / u64::from(pit_ticks))
-    }
+        polls += 1;
+        if polls > 5_000_000 {
+            break None; // the count never moved: no PIT here
+        }
+    };
+    // SAFETY: restores port 0x61 as it was.
+    unsafe { cpu::outb(0x61, port61) };
+    result
 }
 
 fn from_pit() -> Option<u64> {
-    // 25 ms windows (one PIT tick is 34 ppm of one); three of them, keep
-    // the median against a host hiccup during one.
+    // 40 ms windows (well inside the 55 ms before the 16-bit count wraps);
+    // three of them, keep the median.
     let mut samples = [0u64; 3];
     for sample in &mut samples {
-        *sample = measure_against_pit(29_830)?;
+        *sample = measure_against_pit(40)?;
     }
     samples.sort_unstable();
     Some(samples[1])

@@ -4,7 +4,9 @@
 //! starting usage, 10 ms sleeps within 3 ms, 1,000 tasks, the TSC against the
 //! RTC, the random source, the wall clock, and PCI finding the virtio-net,
 //! virtio-blk and NVMe devices attached here, the boot archive arriving
-//! byte-exact, and the virtio-net driver completing a DHCP exchange. A second boot overflows the
+//! byte-exact, the virtio-net driver completing a DHCP exchange, and the
+//! virtio-blk driver writing and reading 64 requests in flight; another pair
+//! of boots checks that virtio-blk writes survive a VM restart. A second boot overflows the
 //! main stack into its guard page and must be reported, not hang; a third
 //! boots on a CPU without the required features and must be refused.
 //!
@@ -89,7 +91,7 @@ fn smoke_selftests_pass() {
         );
     }
     assert!(
-        outcome.serial.lines().any(|l| l == "selftest: 11 passed, 0 failed\r" || l == "selftest: 11 passed, 0 failed")
+        outcome.serial.lines().any(|l| l == "selftest: 12 passed, 0 failed\r" || l == "selftest: 12 passed, 0 failed")
     );
     assert!(!outcome.serial.contains("FATAL"));
 
@@ -109,6 +111,20 @@ fn smoke_selftests_pass() {
         let line = line.trim_end_matches('\r');
         assert!(line.ends_with('}') && line.contains("\"level\":") && line.contains("\"up_ns\":"), "{line}");
     }
+}
+
+#[test]
+fn virtio_blk_writes_survive_a_vm_restart() {
+    // Boot one writes 4 MiB (64 requests of 64 KiB in flight) and flushes;
+    // QEMU exits; boot two, a new QEMU process on the same disk image, reads
+    // it back. The seed differs per run so stale data cannot pass.
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let write = boot(&format!("selftest=blk-write selftest.seed={seed}"), true);
+    assert_eq!(write.exit, VmExit::Pass);
+    assert!(write.serial.contains(&format!("selftest PASS blk-write seed={seed}")));
+    let verify = boot(&format!("selftest=blk-verify selftest.seed={seed}"), true);
+    assert_eq!(verify.exit, VmExit::Pass);
+    assert!(verify.serial.contains(&format!("selftest PASS blk-verify seed={seed}")));
 }
 
 #[test]

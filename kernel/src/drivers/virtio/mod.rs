@@ -2,6 +2,7 @@
 //! transport (capabilities, feature negotiation, queue setup, MSI-X routing)
 //! shared by every virtio driver, and the drivers themselves.
 
+pub mod blk;
 pub mod net;
 pub mod queue;
 
