@@ -1,0 +1,145 @@
+//! TLS over our TCP: drives a [`ServerSession`] (the feed-bytes/get-events
+//! state machine) with a [`TcpStream`], as async reads and writes. The only
+//! place where the two halves of the stack meet.
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use rustls::ServerConfig;
+
+use crate::tcp::{NetError, TcpStream};
+use crate::tls::TlsError;
+use crate::tls::session::ServerSession;
+
+/// Ciphertext read from TCP per call: one full TLS record and its header.
+const READ_CHUNK_BYTES: usize = 16 * 1024 + 512;
+
+#[derive(Debug)]
+pub enum TlsStreamError {
+    Net(NetError),
+    Tls(TlsError),
+    /// The peer closed TCP without close_notify (or in the handshake).
+    UnexpectedEof,
+}
+
+impl From<NetError> for TlsStreamError {
+    fn from(error: NetError) -> Self {
+        Self::Net(error)
+    }
+}
+
+impl From<TlsError> for TlsStreamError {
+    fn from(error: TlsError) -> Self {
+        Self::Tls(error)
+    }
+}
+
+impl fmt::Display for TlsStreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Net(error) => write!(f, "tcp: {error}"),
+            Self::Tls(error) => write!(f, "tls: {error:?}"),
+            Self::UnexpectedEof => f.write_str("peer closed the connection without close_notify"),
+        }
+    }
+}
+
+pub struct TlsStream {
+    tcp: TcpStream,
+    session: ServerSession,
+    chunk: Vec<u8>,
+}
+
+impl TlsStream {
+    /// Runs the server handshake on `tcp`. On a TLS error the alert rustls
+    /// queued is sent before the error is returned.
+    pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> Result<Self, TlsStreamError> {
+        let session = ServerSession::new(config)?;
+        let mut stream = Self { tcp, session, chunk: vec![0; READ_CHUNK_BYTES] };
+        while stream.session.is_handshaking() {
+            stream.send_pending().await?;
+            if !stream.session.is_handshaking() {
+                break;
+            }
+            if stream.receive().await? == 0 {
+                return Err(TlsStreamError::UnexpectedEof);
+            }
+        }
+        stream.send_pending().await?;
+        Ok(stream)
+    }
+
+    pub fn session(&self) -> &ServerSession {
+        &self.session
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    async fn send_pending(&mut self) -> Result<(), TlsStreamError> {
+        let Self { tcp, session, .. } = self;
+        let pending = session.outgoing();
+        if !pending.is_empty() {
+            let len = pending.len();
+            tcp.write_all(pending).await?;
+            session.consume_outgoing(len);
+        }
+        Ok(())
+    }
+
+    /// Reads ciphertext from TCP and runs the state machine; 0 at TCP EOF.
+    async fn receive(&mut self) -> Result<usize, TlsStreamError> {
+        let room = self.session.incoming_capacity().min(self.chunk.len());
+        let read = self.tcp.read(&mut self.chunk[..room.max(1)]).await?;
+        if read == 0 {
+            return Ok(0);
+        }
+        self.session.feed(&self.chunk[..read])?;
+        if let Err(error) = self.session.process() {
+            // Best effort: tell the peer why (the alert is in `outgoing`).
+            let _ = self.send_pending().await;
+            return Err(error.into());
+        }
+        Ok(read)
+    }
+
+    /// Decrypted application data; 0 once the peer sent close_notify.
+    pub async fn read(&mut self, out: &mut [u8]) -> Result<usize, TlsStreamError> {
+        loop {
+            let copied = self.session.read(out);
+            if copied > 0 || out.is_empty() {
+                return Ok(copied);
+            }
+            if self.session.peer_closed() {
+                return Ok(0);
+            }
+            self.send_pending().await?;
+            if self.receive().await? == 0 {
+                return Err(TlsStreamError::UnexpectedEof);
+            }
+        }
+    }
+
+    pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), TlsStreamError> {
+        while !data.is_empty() {
+            let taken = self.session.write(data)?;
+            data = &data[taken..];
+            self.send_pending().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends close_notify, waits until everything sent is acknowledged, and
+    /// closes TCP.
+    pub async fn close(mut self) -> Result<(), TlsStreamError> {
+        self.session.close();
+        self.session.process()?;
+        self.send_pending().await?;
+        self.tcp.flush().await?;
+        self.tcp.shutdown_write();
+        Ok(())
+    }
+}
