@@ -156,12 +156,13 @@ pub fn start(start_info: u64) -> ! {
         None => {}
     }
 
-    serve(devices, network)
+    serve(&boot, devices, network)
 }
 
 /// The appliance's steady state: the executor runs the services forever.
-fn serve(devices: Vec<pci::Function>, _network: Option<VirtioNet>) -> ! {
+fn serve(boot: &BootInfo, devices: Vec<pci::Function>, network: Option<VirtioNet>) -> ! {
     let executor = Executor::new();
+    let spawner = executor.spawner();
     let timers = crate::platform::new_timers();
     let mut platform = KernelPlatform::new();
     let heartbeat_timers = timers.clone();
@@ -178,6 +179,14 @@ fn serve(devices: Vec<pci::Function>, _network: Option<VirtioNet>) -> ! {
             info!("runtime", "heartbeat"; heap_bytes_in_use = heap.bytes_in_use, heap_peak_bytes = heap.peak_bytes, interrupts = interrupts::INTERRUPT_COUNT.load(core::sync::atomic::Ordering::Relaxed));
         }
     });
+    match network {
+        Some(device) => {
+            if let Err(error) = crate::network::start(boot, device, &spawner, &timers) {
+                warn!("net", "network service not started: {:?}", error);
+            }
+        }
+        None => warn!("net", "no virtio-net device: no network service"),
+    }
     info!("boot", "ready"; boot_ms = time::now_ns() / 1_000_000, devices = devices.len());
     executor.block_on(core::future::pending::<()>(), &mut platform, &timers);
     crate::fatal(format_args!("executor returned"))

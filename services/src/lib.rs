@@ -3,10 +3,12 @@
 //! - [`log`]: structured JSON-lines log records on a [`log::Sink`], with the
 //!   `error!` .. `trace!` macros exported at the crate root.
 //! - [`bootfs`]: the boot archive (ustar) the kernel receives as a PVH module.
+//! - [`health`]: a minimal HTTPS responder (`GET /health`) until the S3 layer exists.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 pub mod bootfs;
+pub mod health;
 pub mod log;

@@ -1,0 +1,68 @@
+//! Brings up the network service: our TCP/IP stack on the virtio-net
+//! device, TLS with the certificate from the boot archive, and the HTTPS
+//! responder on port 443.
+
+use alloc::sync::Arc;
+
+use net::tcp::{Stack, StackOptions};
+use net::tls::{CertStore, TlsError, UnixTimeSource};
+use runtime::executor::Spawner;
+use runtime::timers::Timers;
+use services::info;
+
+use crate::arch::interrupts;
+use crate::drivers::virtio::net::VirtioNet;
+use crate::pvh::BootInfo;
+use crate::{rng, time};
+
+pub const HTTPS_PORT: u16 = 443;
+const LISTEN_BACKLOG: usize = 64;
+
+#[derive(Debug)]
+pub enum StartError {
+    NoBootArchive,
+    MissingFile(&'static str),
+    Tls(TlsError),
+    Listen(net::tcp::NetError),
+}
+
+fn random(out: &mut [u8]) -> Result<(), net::tls::provider::RandomError> {
+    rng::fill(out);
+    Ok(())
+}
+
+fn unix_seconds() -> Option<u64> {
+    time::unix_ns().map(|ns| ns / 1_000_000_000)
+}
+
+pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Timers) -> Result<(), StartError> {
+    let archive = services::bootfs::Archive::new(boot.boot_archive().ok_or(StartError::NoBootArchive)?);
+    let chain = archive.get("tls/server.pem").ok_or(StartError::MissingFile("tls/server.pem"))?;
+    let key = archive.get("tls/server.key").ok_or(StartError::MissingFile("tls/server.key"))?;
+    let provider = Arc::new(net::tls::provider::provider(random));
+    let certified = net::tls::cert::certified_key(&provider, chain, key).map_err(StartError::Tls)?;
+    let store = Arc::new(CertStore::with_default(certified));
+    let config = net::tls::server_config(provider, store, UnixTimeSource(unix_seconds)).map_err(StartError::Tls)?;
+
+    let ip = net::ip::IpConfig::from_cmdline(boot.cmdline).unwrap_or(net::ip::IpConfig::Dhcp);
+    let stack = Stack::new(device.mac(), ip, StackOptions::default(), time::now_ns(), rng::next_u64());
+    let listener = stack.listen(HTTPS_PORT, LISTEN_BACKLOG).map_err(StartError::Listen)?;
+    let rx_event = &interrupts::EVENTS[usize::from(device.rx_vector)];
+    let driver_stack = stack.clone();
+    let driver_timers = timers.clone();
+    drop(spawner.spawn(async move {
+        let mut device = device;
+        net::tcp::drive(driver_stack, &mut device, driver_timers, Some(rx_event)).await;
+    }));
+    let stats = Arc::new(services::health::Stats::default());
+    drop(spawner.spawn(services::health::serve(
+        listener,
+        config,
+        timers.clone(),
+        spawner.clone(),
+        services::health::Limits::default(),
+        stats,
+    )));
+    info!("net", "https listening"; port = u32::from(HTTPS_PORT), backlog = LISTEN_BACKLOG);
+    Ok(())
+}
