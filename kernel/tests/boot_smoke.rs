@@ -93,9 +93,19 @@ fn smoke_selftests_pass() {
     let _disks = disk_images();
     let outcome = boot("selftest=smoke log=info", true);
     assert_eq!(outcome.exit, VmExit::Pass, "the self tests must pass");
-    for check in
-        ["memmap", "paging-wx", "heap", "sleep-10ms", "tasks-1000", "tsc-vs-rtc", "random", "wall-clock", "pci-devices", "virtio-blk-io", "nvme-io"]
-    {
+    for check in [
+        "memmap",
+        "paging-wx",
+        "heap",
+        "sleep-10ms",
+        "tasks-1000",
+        "tsc-vs-rtc",
+        "random",
+        "wall-clock",
+        "pci-devices",
+        "virtio-blk-io",
+        "nvme-io",
+    ] {
         assert!(
             outcome.serial.lines().any(|l| l.starts_with(&format!("selftest PASS {check} "))),
             "check {check} did not pass"

@@ -78,20 +78,34 @@ const ADMIN_TIMEOUT_NS: u64 = 5_000_000_000;
 pub enum NvmeError {
     BarNotMapped(u8),
     /// BAR0 is too small for the registers and the I/O doorbells.
-    RegistersTooSmall { bar_bytes: u64 },
+    RegistersTooSmall {
+        bar_bytes: u64,
+    },
     /// MSI-X missing or with too few table entries.
     NoMsix,
     /// The controller cannot use 4 KiB memory pages.
-    UnsupportedPageSize { min_page_bytes: u64 },
+    UnsupportedPageSize {
+        min_page_bytes: u64,
+    },
     NoNvmCommandSet,
     /// CSTS.RDY did not reach `ready` within CAP.TO.
-    ReadyTimeout { ready: bool },
+    ReadyTimeout {
+        ready: bool,
+    },
     /// CSTS.CFS: the controller reported a fatal error.
     ControllerFatal,
-    AdminTimeout { opcode: u8 },
-    AdminFailed { opcode: u8, status: u16 },
+    AdminTimeout {
+        opcode: u8,
+    },
+    AdminFailed {
+        opcode: u8,
+        status: u16,
+    },
     /// Namespace 1 is absent or uses a format we do not drive.
-    UnsupportedNamespace { block_bytes: u64, metadata_bytes: u16 },
+    UnsupportedNamespace {
+        block_bytes: u64,
+        metadata_bytes: u16,
+    },
 }
 
 enum Slot {
@@ -284,7 +298,10 @@ impl Admin {
         };
         queue.release_completions();
         if completion.command_id != id {
-            crate::fatal(format_args!("nvme admin queue: completion for id {} while {id} is outstanding", completion.command_id));
+            crate::fatal(format_args!(
+                "nvme admin queue: completion for id {} while {id} is outstanding",
+                completion.command_id
+            ));
         }
         if !status_ok(completion.status) {
             return Err(NvmeError::AdminFailed { opcode: command.opcode, status: completion.status });
@@ -311,7 +328,12 @@ impl Admin {
 
 /// ASCII field of an identify structure, trailing spaces removed.
 fn identify_string(data: &DmaBuffer, range: core::ops::Range<usize>) -> String {
-    data.as_slice()[range].iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }).collect::<String>().trim_end().into()
+    data.as_slice()[range]
+        .iter()
+        .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' })
+        .collect::<String>()
+        .trim_end()
+        .into()
 }
 
 impl Nvme {
@@ -368,8 +390,7 @@ impl Nvme {
         registers.write64_split(REG_ASQ, admin_queue.submissions.bus_address());
         registers.write64_split(REG_ACQ, admin_queue.completions.bus_address());
         registers.write32(REG_CC, CC_IOSQES_64 | CC_IOCQES_16 | CC_ENABLE);
-        let became_ready =
-            wait_until(ready_timeout_ns, || registers.read32(REG_CSTS) & (CSTS_READY | CSTS_FATAL) != 0);
+        let became_ready = wait_until(ready_timeout_ns, || registers.read32(REG_CSTS) & (CSTS_READY | CSTS_FATAL) != 0);
         if registers.read32(REG_CSTS) & CSTS_FATAL != 0 {
             return Err(NvmeError::ControllerFatal);
         }
@@ -556,7 +577,9 @@ impl Nvme {
                         // PRP list: the pages after the first, in order.
                         let list = slot * PAGE_BYTES;
                         for page in 1..pages {
-                            inner.prp_lists.write::<u64>(list + 8 * (page - 1), first_page + (page * PAGE_BYTES) as u64);
+                            inner
+                                .prp_lists
+                                .write::<u64>(list + 8 * (page - 1), first_page + (page * PAGE_BYTES) as u64);
                         }
                         inner.prp_lists.bus_address() + list as u64
                     }
