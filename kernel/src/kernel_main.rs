@@ -9,6 +9,7 @@ use services::log::Level;
 use services::{info, warn};
 
 use crate::arch::{cpu, gdt, interrupts};
+use crate::drivers::nvme::Nvme;
 use crate::drivers::virtio::blk::VirtioBlk;
 use crate::drivers::virtio::net::VirtioNet;
 use crate::exit::{ExitCode, exit_qemu};
@@ -138,14 +139,34 @@ pub fn start(start_info: u64) -> ! {
         }
     });
 
+    let nvme = devices.iter().find(|d| d.known() == Some(pci::Known::Nvme)).and_then(|function| {
+        let vector = interrupts::allocate_vector();
+        match Nvme::init(&PortIoConfig, function, apic::id(), vector) {
+            Ok(device) => {
+                let geometry = storage::block::BlockDevice::geometry(&device);
+                info!("storage", "nvme at {}", function.bdf; model = &*device.model, serial = &*device.serial, block_bytes = geometry.block_bytes, capacity_bytes = geometry.capacity_bytes(), queue_depth = u32::from(geometry.queue_depth), max_transfer_bytes = device.max_transfer_bytes(), vector = u32::from(vector));
+                Some(device)
+            }
+            Err(error) => {
+                warn!("storage", "nvme at {} failed: {:?}", function.bdf, error);
+                None
+            }
+        }
+    });
+
     match boot.cmdline_value("selftest") {
         Some("smoke") => {
-            let ok = selftest::run_smoke(&boot, &devices, network, disk);
+            let ok = selftest::run_smoke(&boot, &devices, network, disk, nvme);
             exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
         }
         Some(mode @ ("blk-write" | "blk-verify")) => {
             let seed = boot.cmdline_value("selftest.seed").and_then(|s| s.parse().ok()).unwrap_or(1);
-            let ok = selftest::run_block_persistence(disk, mode == "blk-write", seed);
+            let ok = selftest::run_block_persistence("blk", disk, mode == "blk-write", seed);
+            exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
+        }
+        Some(mode @ ("nvme-write" | "nvme-verify")) => {
+            let seed = boot.cmdline_value("selftest.seed").and_then(|s| s.parse().ok()).unwrap_or(1);
+            let ok = selftest::run_block_persistence("nvme", nvme, mode == "nvme-write", seed);
             exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
         }
         Some("guard-fault") => {

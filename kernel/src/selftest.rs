@@ -1,5 +1,6 @@
 //! Boot-time self tests, chosen on the kernel command line
-//! (`selftest=smoke`, `selftest=guard-fault`). The host's `boot_smoke` test
+//! (`selftest=smoke`, `selftest=guard-fault`, `selftest=blk-write|blk-verify`,
+//! `selftest=nvme-write|nvme-verify`). The host's `boot_smoke` test
 //! boots the image with them under QEMU and reads the verdict from the serial
 //! log and the exit status. Each check prints one line:
 //! `selftest PASS|FAIL <name> key=value ...`, then a summary
@@ -15,6 +16,7 @@ use runtime::executor::Executor;
 use runtime::timers::Timers;
 
 use crate::arch::{cpu, interrupts};
+use crate::drivers::nvme::Nvme;
 use crate::drivers::virtio::blk::VirtioBlk;
 use crate::drivers::virtio::net::VirtioNet;
 use crate::memory;
@@ -41,7 +43,13 @@ impl Report {
     }
 }
 
-pub fn run_smoke(boot: &BootInfo, devices: &[Function], network: Option<VirtioNet>, disk: Option<VirtioBlk>) -> bool {
+pub fn run_smoke(
+    boot: &BootInfo,
+    devices: &[Function],
+    network: Option<VirtioNet>,
+    disk: Option<VirtioBlk>,
+    nvme: Option<Nvme>,
+) -> bool {
     let mut report = Report { passed: 0, failed: 0 };
     let executor = Executor::new();
     let timers = crate::platform::new_timers();
@@ -57,7 +65,8 @@ pub fn run_smoke(boot: &BootInfo, devices: &[Function], network: Option<VirtioNe
     check_wall_clock(&mut report);
     check_devices(&mut report, devices);
     check_network(&mut report, &executor, &timers, &mut platform, network);
-    check_block(&mut report, &executor, &timers, &mut platform, disk);
+    check_block(&mut report, &executor, &timers, &mut platform, "virtio-blk-io", disk, false);
+    check_block(&mut report, &executor, &timers, &mut platform, "nvme-io", nvme, true);
     if let Some(archive) = boot.boot_archive() {
         check_boot_archive(&mut report, archive, boot.cmdline);
     }
@@ -391,7 +400,7 @@ const BLOCK_TEST_FIRST_LBA: u64 = 1 << 16;
 
 /// Writes (or verifies) `BLOCK_TEST_REQUESTS` requests of 64 KiB, all in
 /// flight at once; returns (ok, bytes, elapsed ns).
-async fn block_workout(disk: &VirtioBlk, write: bool, seed: u64) -> (bool, u64, u64) {
+async fn block_workout(disk: &impl BlockDevice, write: bool, seed: u64) -> (bool, u64, u64) {
     let blocks_per_request = (BLOCK_TEST_REQUEST_BYTES / disk.geometry().block_bytes as usize) as u64;
     let start = time::now_ns();
     let requests: Vec<_> = (0..BLOCK_TEST_REQUESTS)
@@ -436,48 +445,109 @@ async fn join_all<F: core::future::Future<Output = bool>>(futures: Vec<F>) -> Ve
     results.into_iter().map(|r| r.unwrap_or(false)).collect()
 }
 
+/// A block driver whose completions arrive on one interrupt vector.
+pub trait InterruptBlockDevice: BlockDevice {
+    fn vector(&self) -> u8;
+    /// The task that reaps completions when `event` fires.
+    fn reaper(&self, event: &'static runtime::event::Event) -> impl core::future::Future<Output = ()> + 'static;
+    fn completed_requests(&self) -> u64;
+}
+
+impl InterruptBlockDevice for VirtioBlk {
+    fn vector(&self) -> u8 {
+        self.vector
+    }
+
+    fn reaper(&self, event: &'static runtime::event::Event) -> impl core::future::Future<Output = ()> + 'static {
+        self.completions(event)
+    }
+
+    fn completed_requests(&self) -> u64 {
+        VirtioBlk::completed_requests(self)
+    }
+}
+
+impl InterruptBlockDevice for Nvme {
+    fn vector(&self) -> u8 {
+        self.vector
+    }
+
+    fn reaper(&self, event: &'static runtime::event::Event) -> impl core::future::Future<Output = ()> + 'static {
+        self.completions(event)
+    }
+
+    fn completed_requests(&self) -> u64 {
+        Nvme::completed_requests(self)
+    }
+}
+
 fn check_block(
     report: &mut Report,
     executor: &Executor,
     timers: &Timers,
     platform: &mut KernelPlatform,
-    disk: Option<VirtioBlk>,
+    name: &str,
+    disk: Option<impl InterruptBlockDevice>,
+    large_request: bool,
 ) {
     let Some(disk) = disk else {
-        report.check("virtio-blk-io", false, format_args!("no virtio-blk device"));
+        report.check(name, false, format_args!("no device"));
         return;
     };
-    drop(executor.spawn(disk.completions(&interrupts::EVENTS[usize::from(disk.vector)])));
+    drop(executor.spawn(disk.reaper(&interrupts::EVENTS[usize::from(disk.vector())])));
     let seed = rng::next_u64();
     let (wrote, bytes, write_ns) = executor.block_on(block_workout(&disk, true, seed), platform, timers);
     let (read_back, _, read_ns) = executor.block_on(block_workout(&disk, false, seed), platform, timers);
+    let large_ok = !large_request || executor.block_on(large_round_trip(&disk, seed), platform, timers);
     let mib_per_s = |ns: u64| bytes * 1_000_000_000 / ns.max(1) / (1024 * 1024);
     report.check(
-        "virtio-blk-io",
-        wrote && read_back,
+        name,
+        wrote && read_back && large_ok,
         format_args!(
-            "requests={BLOCK_TEST_REQUESTS} request_bytes={BLOCK_TEST_REQUEST_BYTES} in_flight={BLOCK_TEST_REQUESTS} write_mib_s={} read_mib_s={} completions={}",
+            "requests={BLOCK_TEST_REQUESTS} request_bytes={BLOCK_TEST_REQUEST_BYTES} in_flight={BLOCK_TEST_REQUESTS} write_mib_s={} read_mib_s={} completions={} queue_depth={} large_request_bytes={}",
             mib_per_s(write_ns),
             mib_per_s(read_ns),
-            disk.completed_requests()
+            disk.completed_requests(),
+            disk.geometry().queue_depth,
+            if large_request { large_request_bytes(&disk) } else { 0 }
         ),
     );
 }
 
+/// 1 MiB and one block: more than a driver's per-command limit (NVMe MDTS)
+/// and not a whole number of pages.
+fn large_request_bytes(disk: &impl BlockDevice) -> usize {
+    (1 << 20) + disk.geometry().block_bytes as usize
+}
+
+/// One request larger than a command may carry, written and read back,
+/// just past the workout's blocks.
+async fn large_round_trip(disk: &impl BlockDevice, seed: u64) -> bool {
+    let block_bytes = disk.geometry().block_bytes as u64;
+    let lba = BLOCK_TEST_FIRST_LBA + BLOCK_TEST_REQUESTS * BLOCK_TEST_REQUEST_BYTES as u64 / block_bytes;
+    let mut data = IoBuf::zeroed(large_request_bytes(disk));
+    block_pattern(seed ^ 1, lba, data.as_mut_slice());
+    let expected = data.as_slice().to_vec();
+    let (written, _) = disk.write(lba, data).await;
+    let (read, back) = disk.read(lba, IoBuf::zeroed(expected.len())).await;
+    written.is_ok() && read.is_ok() && back.as_slice() == &expected[..]
+}
+
 /// Boot one writes a pattern (and flushes); boot two, after QEMU restarted,
-/// reads it back: the driver's writes reach the disk image.
-pub fn run_block_persistence(disk: Option<VirtioBlk>, write: bool, seed: u64) -> bool {
+/// reads it back: the driver's writes reach the disk image. `name` is the
+/// check's prefix (`blk`, `nvme`).
+pub fn run_block_persistence(name: &str, disk: Option<impl InterruptBlockDevice>, write: bool, seed: u64) -> bool {
     let Some(disk) = disk else {
-        println!("selftest FAIL blk-persistence no virtio-blk device");
+        println!("selftest FAIL {name}-persistence no device");
         return false;
     };
     let executor = Executor::new();
     let timers = crate::platform::new_timers();
     let mut platform = KernelPlatform::new();
-    drop(executor.spawn(disk.completions(&interrupts::EVENTS[usize::from(disk.vector)])));
+    drop(executor.spawn(disk.reaper(&interrupts::EVENTS[usize::from(disk.vector())])));
     let (ok, bytes, _) = executor.block_on(block_workout(&disk, write, seed), &mut platform, &timers);
     println!(
-        "selftest {} blk-{} seed={seed} bytes={bytes}",
+        "selftest {} {name}-{} seed={seed} bytes={bytes}",
         if ok { "PASS" } else { "FAIL" },
         if write { "write" } else { "verify" }
     );

@@ -5,8 +5,9 @@
 //! RTC, the random source, the wall clock, and PCI finding the virtio-net,
 //! virtio-blk and NVMe devices attached here, the boot archive arriving
 //! byte-exact, the virtio-net driver completing a DHCP exchange, and the
-//! virtio-blk driver writing and reading 64 requests in flight; another pair
-//! of boots checks that virtio-blk writes survive a VM restart. A second boot overflows the
+//! virtio-blk and NVMe drivers each writing and reading 64 requests in
+//! flight; further pairs of boots check that virtio-blk and NVMe writes
+//! survive a VM restart. A second boot overflows the
 //! main stack into its guard page and must be reported, not hang; a third
 //! boots on a CPU without the required features and must be refused.
 //!
@@ -25,6 +26,15 @@ const MEMORY_MIB: u32 = 512;
 /// One VM at a time: the timing checks (10 ms ± 3 ms) should not compete
 /// with a second emulator for this machine's two cores.
 static ONE_VM: Mutex<()> = Mutex::new(());
+
+/// The smoke boot and each two-boot persistence test write the same blocks
+/// of the same disk images: a smoke boot between a write boot and its
+/// verify boot would overwrite the pattern. Held for a whole test.
+static DISK_IMAGES: Mutex<()> = Mutex::new(());
+
+fn disk_images() -> std::sync::MutexGuard<'static, ()> {
+    DISK_IMAGES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn image() -> PathBuf {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
@@ -80,18 +90,29 @@ fn field(serial: &str, check: &str, key: &str) -> Option<u64> {
 
 #[test]
 fn smoke_selftests_pass() {
+    let _disks = disk_images();
     let outcome = boot("selftest=smoke log=info", true);
     assert_eq!(outcome.exit, VmExit::Pass, "the self tests must pass");
-    for check in
-        ["memmap", "paging-wx", "heap", "sleep-10ms", "tasks-1000", "tsc-vs-rtc", "random", "wall-clock", "pci-devices"]
-    {
+    for check in [
+        "memmap",
+        "paging-wx",
+        "heap",
+        "sleep-10ms",
+        "tasks-1000",
+        "tsc-vs-rtc",
+        "random",
+        "wall-clock",
+        "pci-devices",
+        "virtio-blk-io",
+        "nvme-io",
+    ] {
         assert!(
             outcome.serial.lines().any(|l| l.starts_with(&format!("selftest PASS {check} "))),
             "check {check} did not pass"
         );
     }
     assert!(
-        outcome.serial.lines().any(|l| l == "selftest: 12 passed, 0 failed\r" || l == "selftest: 12 passed, 0 failed")
+        outcome.serial.lines().any(|l| l == "selftest: 13 passed, 0 failed\r" || l == "selftest: 13 passed, 0 failed")
     );
     assert!(!outcome.serial.contains("FATAL"));
 
@@ -118,6 +139,7 @@ fn virtio_blk_writes_survive_a_vm_restart() {
     // Boot one writes 4 MiB (64 requests of 64 KiB in flight) and flushes;
     // QEMU exits; boot two, a new QEMU process on the same disk image, reads
     // it back. The seed differs per run so stale data cannot pass.
+    let _disks = disk_images();
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     let write = boot(&format!("selftest=blk-write selftest.seed={seed}"), true);
     assert_eq!(write.exit, VmExit::Pass);
@@ -125,6 +147,20 @@ fn virtio_blk_writes_survive_a_vm_restart() {
     let verify = boot(&format!("selftest=blk-verify selftest.seed={seed}"), true);
     assert_eq!(verify.exit, VmExit::Pass);
     assert!(verify.serial.contains(&format!("selftest PASS blk-verify seed={seed}")));
+}
+
+#[test]
+fn nvme_writes_survive_a_vm_restart() {
+    // As for virtio-blk: boot one writes 4 MiB with 64 commands in flight
+    // and flushes; a new QEMU process on the same image reads it back.
+    let _disks = disk_images();
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let write = boot(&format!("selftest=nvme-write selftest.seed={seed}"), true);
+    assert_eq!(write.exit, VmExit::Pass);
+    assert!(write.serial.contains(&format!("selftest PASS nvme-write seed={seed}")));
+    let verify = boot(&format!("selftest=nvme-verify selftest.seed={seed}"), true);
+    assert_eq!(verify.exit, VmExit::Pass);
+    assert!(verify.serial.contains(&format!("selftest PASS nvme-verify seed={seed}")));
 }
 
 #[test]

@@ -4,4 +4,5 @@
 
 pub mod dma;
 pub mod mmio;
+pub mod nvme;
 pub mod virtio;
