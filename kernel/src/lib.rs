@@ -3,7 +3,8 @@
 //! On the `x86_64-rustcore` target this is the kernel: PVH boot, CPU setup,
 //! memory, interrupts, time, randomness and PCI, then the services on the
 //! runtime's executor. On the host only the hardware-independent parts build
-//! (`memory`, `time_math`, `pci`, `heap`), so they are unit-tested there.
+//! (`memory`, `time_math`, `pci`, `heap`, `drivers::requests`), so they are
+//! unit-tested there.
 #![cfg_attr(target_os = "none", no_std)]
 
 extern crate alloc;
@@ -17,7 +18,6 @@ pub mod time_math;
 pub mod apic;
 #[cfg(target_os = "none")]
 pub mod arch;
-#[cfg(target_os = "none")]
 pub mod drivers;
 #[cfg(target_os = "none")]
 pub mod exit;

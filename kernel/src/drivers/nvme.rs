@@ -16,16 +16,15 @@
 
 use alloc::rc::Rc;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::future::{Future, poll_fn};
 use core::sync::atomic::{Ordering, fence};
-use core::task::{Poll, Waker};
 
 use storage::block::{BlockDevice, BlockError, Geometry, IoBuf, IoResult, PAGE_BYTES};
 
 use crate::drivers::dma::DmaBuffer;
 use crate::drivers::mmio::Mmio;
+use crate::drivers::requests::{AbandonOnDrop, Outcome, RequestSlots};
 use crate::pci::{self, ConfigAccess, Function};
 use crate::time;
 
@@ -105,22 +104,6 @@ pub enum NvmeError {
     UnsupportedNamespace {
         block_bytes: u64,
         metadata_bytes: u16,
-    },
-}
-
-enum Slot {
-    Free,
-    InFlight {
-        buffer: Option<IoBuf>,
-        waker: Option<Waker>,
-    },
-    Done {
-        buffer: Option<IoBuf>,
-        status: u16,
-    },
-    /// Its future was dropped: the buffer stays until the device completes.
-    Abandoned {
-        _kept_until_completion: Option<IoBuf>,
     },
 }
 
@@ -243,10 +226,7 @@ struct Inner {
     prp_lists: DmaBuffer,
     /// Idle after `init`, but the controller owns it until disabled.
     _admin: QueuePair,
-    slots: Vec<Slot>,
-    /// Tasks waiting for a free slot.
-    space_waiters: Vec<Waker>,
-    completed: u64,
+    requests: RequestSlots<u16>,
     ready_timeout_ns: u64,
 }
 
@@ -411,11 +391,9 @@ impl Nvme {
         let inner = Inner {
             registers,
             prp_lists: DmaBuffer::new(usize::from(geometry.queue_depth) * PAGE_BYTES),
-            slots: (0..geometry.queue_depth).map(|_| Slot::Free).collect(),
+            requests: RequestSlots::new(usize::from(geometry.queue_depth)),
             io: configured.io,
             _admin: admin.queue,
-            space_waiters: Vec::new(),
-            completed: 0,
             ready_timeout_ns,
         };
         Ok(Self {
@@ -509,7 +487,7 @@ impl Nvme {
     }
 
     pub fn completed_requests(&self) -> u64 {
-        self.inner.borrow().completed
+        self.inner.borrow().requests.completed()
     }
 
     /// Largest transfer one command carries; longer requests are split.
@@ -551,17 +529,7 @@ impl Nvme {
         len_bytes: usize,
     ) -> (Result<(), BlockError>, Option<IoBuf>) {
         let mut buffer = buffer;
-        let slot = poll_fn(|cx| {
-            let mut inner = self.inner.borrow_mut();
-            match inner.slots.iter().position(|s| matches!(s, Slot::Free)) {
-                Some(slot) => Poll::Ready(slot),
-                None => {
-                    inner.space_waiters.push(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        })
-        .await;
+        let slot = poll_fn(|cx| self.inner.borrow_mut().requests.poll_free(cx, true)).await;
         {
             let mut inner = self.inner.borrow_mut();
             let mut command = Command { opcode, namespace: NAMESPACE_ID, ..Command::default() };
@@ -590,89 +558,32 @@ impl Nvme {
                 // Number of logical blocks, 0-based.
                 command.dwords_10_to_15[2] = blocks - 1;
             }
-            inner.slots[slot] = Slot::InFlight { buffer: buffer.take(), waker: None };
+            inner.requests.start(slot, buffer.take());
             inner.io.submit(slot as u16, &command);
         }
-        let mut guard = AbandonOnDrop { inner: &self.inner, slot, armed: true };
+        let guard = AbandonOnDrop::new(|| self.inner.borrow_mut().requests.abandon(slot));
         let (status, buffer) = poll_fn(|cx| {
             let mut inner = self.inner.borrow_mut();
             reap(&mut inner);
-            match core::mem::replace(&mut inner.slots[slot], Slot::Free) {
-                Slot::Done { buffer, status } => {
-                    wake_space_waiters(&mut inner);
-                    Poll::Ready((status, buffer))
-                }
-                Slot::InFlight { buffer, .. } => {
-                    inner.slots[slot] = Slot::InFlight { buffer, waker: Some(cx.waker().clone()) };
-                    Poll::Pending
-                }
-                other => {
-                    inner.slots[slot] = other;
-                    Poll::Pending
-                }
-            }
+            inner.requests.poll_done(slot, cx)
         })
         .await;
-        guard.armed = false;
+        guard.disarm();
         let result = if status_ok(status) { Ok(()) } else { Err(BlockError::Io { lba }) };
         (result, buffer)
     }
 }
 
-/// Marks a command's slot abandoned if its future is dropped before the
-/// controller completes it (the buffer stays with the slot until then).
-struct AbandonOnDrop<'a> {
-    inner: &'a Rc<RefCell<Inner>>,
-    slot: usize,
-    armed: bool,
-}
-
-impl Drop for AbandonOnDrop<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let mut inner = self.inner.borrow_mut();
-        inner.slots[self.slot] = match core::mem::replace(&mut inner.slots[self.slot], Slot::Free) {
-            Slot::InFlight { buffer, .. } => Slot::Abandoned { _kept_until_completion: buffer },
-            Slot::Done { .. } | Slot::Free | Slot::Abandoned { .. } => Slot::Free,
-        };
-        wake_space_waiters(&mut inner);
-    }
-}
-
-fn wake_space_waiters(inner: &mut Inner) {
-    for waker in inner.space_waiters.drain(..) {
-        waker.wake();
-    }
-}
-
-/// Moves every completed command to `Done` (waking its task) or, if its
-/// future is gone, frees the slot; then returns the entries to the controller.
+/// Hands every completed command to its waiter (or frees it if abandoned),
+/// then returns the completion entries to the controller.
 fn reap(inner: &mut Inner) {
     let mut reaped = false;
     while let Some(completion) = inner.io.pop() {
         reaped = true;
         let slot = usize::from(completion.command_id);
-        let state = match inner.slots.get_mut(slot) {
-            Some(state @ (Slot::InFlight { .. } | Slot::Abandoned { .. })) => state,
-            _ => crate::fatal(format_args!("nvme: completion for unknown command id {slot}")),
-        };
-        inner.completed += 1;
-        *state = match core::mem::replace(state, Slot::Free) {
-            Slot::InFlight { buffer, waker } => {
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-                Slot::Done { buffer, status: completion.status }
-            }
-            _ => {
-                for waker in inner.space_waiters.drain(..) {
-                    waker.wake();
-                }
-                Slot::Free
-            }
-        };
+        if inner.requests.complete(slot, completion.status) == Outcome::Unknown {
+            crate::fatal(format_args!("nvme: completion for unknown command id {slot}"));
+        }
     }
     if reaped {
         inner.io.release_completions();

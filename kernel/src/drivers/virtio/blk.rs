@@ -3,8 +3,8 @@
 //! chain: header (type, sector), the caller's `IoBuf`, and a status byte.
 //!
 //! Requests own their buffer until the device completes them, so dropping
-//! a request's future never leaves the device writing into freed memory:
-//! the slot keeps the buffer and the completion task frees it.
+//! a request's future never leaves the device writing into freed memory
+//! (`drivers::requests`).
 //! `completions` (spawned by the caller) waits on the queue's interrupt and
 //! wakes the finished requests.
 
@@ -13,13 +13,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::future::{Future, poll_fn};
-use core::task::{Poll, Waker};
 
 use storage::block::{BlockDevice, BlockError, Geometry, IoBuf, IoResult};
 
 use super::queue::{Segment, SplitQueue};
 use super::{F_VERSION_1, Transport, VirtioError};
 use crate::drivers::dma::DmaBuffer;
+use crate::drivers::requests::{AbandonOnDrop, Outcome, RequestSlots};
 use crate::pci::{ConfigAccess, Function};
 
 const F_BLK_SIZE: u64 = 1 << 6;
@@ -39,31 +39,12 @@ const SLOT_BYTES: usize = 32;
 /// virtio-blk addresses the disk in 512-byte sectors whatever its block size.
 const SECTOR_BYTES: u64 = 512;
 
-enum Slot {
-    Free,
-    InFlight {
-        buffer: Option<IoBuf>,
-        waker: Option<Waker>,
-    },
-    Done {
-        buffer: Option<IoBuf>,
-        status: u8,
-    },
-    /// Its future was dropped: the buffer stays until the device completes.
-    Abandoned {
-        _kept_until_completion: Option<IoBuf>,
-    },
-}
-
 struct Inner {
     queue: SplitQueue,
     /// Request headers and status bytes, one 32-byte record per slot.
     headers: DmaBuffer,
-    slots: Vec<Slot>,
+    requests: RequestSlots<u8>,
     slot_of_head: Vec<u16>,
-    /// Tasks waiting for a free slot.
-    space_waiters: Vec<Waker>,
-    completed: u64,
 }
 
 pub struct VirtioBlk {
@@ -92,9 +73,7 @@ impl VirtioBlk {
             headers: DmaBuffer::new(slots * SLOT_BYTES),
             slot_of_head: vec![0; usize::from(queue.size())],
             queue,
-            slots: (0..slots).map(|_| Slot::Free).collect(),
-            space_waiters: Vec::new(),
-            completed: 0,
+            requests: RequestSlots::new(slots),
         };
         transport.driver_ok();
         let geometry = Geometry {
@@ -124,7 +103,7 @@ impl VirtioBlk {
     }
 
     pub fn completed_requests(&self) -> u64 {
-        self.inner.borrow().completed
+        self.inner.borrow().requests.completed()
     }
 
     async fn submit(&self, kind: u32, lba: u64, buffer: Option<IoBuf>) -> (Result<(), BlockError>, Option<IoBuf>) {
@@ -132,15 +111,9 @@ impl VirtioBlk {
         let mut buffer = buffer;
         // Wait for a free slot and descriptors.
         let slot = poll_fn(|cx| {
-            let mut inner = self.inner.borrow_mut();
-            let free = inner.slots.iter().position(|s| matches!(s, Slot::Free));
-            match free {
-                Some(slot) if inner.queue.free_descriptors() >= 3 => Poll::Ready(slot),
-                _ => {
-                    inner.space_waiters.push(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
+            let inner = &mut *self.inner.borrow_mut();
+            let room = inner.queue.free_descriptors() >= 3;
+            inner.requests.poll_free(cx, room)
         })
         .await;
         {
@@ -167,60 +140,19 @@ impl VirtioBlk {
                 return (Err(BlockError::DeviceGone), buffer);
             };
             inner.slot_of_head[usize::from(head)] = slot as u16;
-            inner.slots[slot] = Slot::InFlight { buffer: buffer.take(), waker: None };
+            inner.requests.start(slot, buffer.take());
             inner.queue.notify();
         }
-        let mut guard = AbandonOnDrop { inner: &self.inner, slot, armed: true };
+        let guard = AbandonOnDrop::new(|| self.inner.borrow_mut().requests.abandon(slot));
         let (status, buffer) = poll_fn(|cx| {
             let mut inner = self.inner.borrow_mut();
             reap_locked(&mut inner);
-            match core::mem::replace(&mut inner.slots[slot], Slot::Free) {
-                Slot::Done { buffer, status } => {
-                    wake_space_waiters(&mut inner);
-                    Poll::Ready((status, buffer))
-                }
-                Slot::InFlight { buffer, .. } => {
-                    inner.slots[slot] = Slot::InFlight { buffer, waker: Some(cx.waker().clone()) };
-                    Poll::Pending
-                }
-                other => {
-                    inner.slots[slot] = other;
-                    Poll::Pending
-                }
-            }
+            inner.requests.poll_done(slot, cx)
         })
         .await;
-        guard.armed = false;
+        guard.disarm();
         let result = if status == STATUS_OK { Ok(()) } else { Err(BlockError::Io { lba }) };
         (result, buffer)
-    }
-}
-
-/// Marks a request's slot abandoned if its future is dropped before the
-/// device completes it (the buffer stays with the slot until then).
-struct AbandonOnDrop<'a> {
-    inner: &'a Rc<RefCell<Inner>>,
-    slot: usize,
-    armed: bool,
-}
-
-impl Drop for AbandonOnDrop<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let mut inner = self.inner.borrow_mut();
-        inner.slots[self.slot] = match core::mem::replace(&mut inner.slots[self.slot], Slot::Free) {
-            Slot::InFlight { buffer, .. } => Slot::Abandoned { _kept_until_completion: buffer },
-            Slot::Done { .. } | Slot::Free | Slot::Abandoned { .. } => Slot::Free,
-        };
-        wake_space_waiters(&mut inner);
-    }
-}
-
-fn wake_space_waiters(inner: &mut Inner) {
-    for waker in inner.space_waiters.drain(..) {
-        waker.wake();
     }
 }
 
@@ -228,27 +160,14 @@ fn reap(inner: &RefCell<Inner>) {
     reap_locked(&mut inner.borrow_mut());
 }
 
-/// Moves every completed request to `Done` (waking its task) or, if its
-/// future is gone, frees the slot.
+/// Hands every completed request to its waiter (or frees it if abandoned).
 fn reap_locked(inner: &mut Inner) {
     while let Some((head, _)) = inner.queue.pop_used() {
         let slot = usize::from(inner.slot_of_head[usize::from(head)]);
         let status = inner.headers.read::<u8>(slot * SLOT_BYTES + 16);
-        inner.completed += 1;
-        inner.slots[slot] = match core::mem::replace(&mut inner.slots[slot], Slot::Free) {
-            Slot::InFlight { buffer, waker } => {
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-                Slot::Done { buffer, status }
-            }
-            Slot::Abandoned { .. } => {
-                wake_space_waiters(inner);
-                Slot::Free
-            }
-            // A completion for a slot with no request: the device is broken.
-            other @ (Slot::Free | Slot::Done { .. }) => other,
-        };
+        if inner.requests.complete(slot, status) == Outcome::Unknown {
+            crate::fatal(format_args!("virtio-blk: completion for idle request slot {slot}"));
+        }
     }
 }
 
