@@ -114,7 +114,8 @@ async fn tls_sink(listener: TcpListener, config: Arc<ServerConfig>, timers: Time
         let Ok(tcp) = listener.accept().await else { continue };
         let (config, timers) = (config.clone(), timers.clone());
         drop(spawner.spawn(async move {
-            let Ok(Ok(mut stream)) = timers.timeout(SINK_HANDSHAKE_TIMEOUT, TlsStream::accept(tcp, config)).await else {
+            let Ok(Ok(mut stream)) = timers.timeout(SINK_HANDSHAKE_TIMEOUT, TlsStream::accept(tcp, config)).await
+            else {
                 return;
             };
             let mut buf = vec![0u8; SINK_READ_BYTES];
@@ -162,9 +163,7 @@ fn main() -> ExitCode {
     hosted::rng::fill(&mut seed).expect("host randomness");
     let ip = IpConfig::Static { address: args.ip, gateway: None };
     let stack = Stack::new(random_mac(), ip, StackOptions::default(), timers.now_ns(), u64::from_le_bytes(seed));
-    let listen = |port| {
-        stack.listen(port, LISTEN_BACKLOG).unwrap_or_else(|error| panic!("listen on {port}: {error}"))
-    };
+    let listen = |port| stack.listen(port, LISTEN_BACKLOG).unwrap_or_else(|error| panic!("listen on {port}: {error}"));
     let (https, sink, secure_sink) = (listen(HTTPS_PORT), listen(args.sink_port), listen(args.tls_sink_port));
 
     let rx_event = device.rx_event();
