@@ -283,3 +283,24 @@ impl Device for TapDevice {
         caps
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifreq_matches_the_kernel_layout() {
+        assert_eq!(size_of::<IfReq>(), size_of::<libc::ifreq>());
+        assert_eq!(std::mem::offset_of!(IfReq, flags), libc::IFNAMSIZ);
+    }
+
+    #[test]
+    fn rejects_bad_names_before_any_syscall() {
+        let mut platform = HostPlatform::new();
+        let too_long = "x".repeat(libc::IFNAMSIZ);
+        for name in [too_long.as_str(), "bad\0name"] {
+            let error = TapDevice::open(name, &mut platform).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+        }
+    }
+}
