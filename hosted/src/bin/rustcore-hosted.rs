@@ -168,8 +168,10 @@ fn main() -> ExitCode {
     hosted::rng::fill(&mut seed).expect("host randomness");
     let ip = IpConfig::Static { address: args.ip, gateway: None };
     let stack = Stack::new(random_mac(), ip, StackOptions::default(), timers.now_ns(), u64::from_le_bytes(seed));
-    let listen = |port| stack.listen(port, LISTEN_BACKLOG).unwrap_or_else(|error| panic!("listen on {port}: {error}"));
-    let (https, sink, secure_sink) = (listen(HTTPS_PORT), listen(args.sink_port), listen(args.tls_sink_port));
+    let listen =
+        |port, backlog| stack.listen(port, backlog).unwrap_or_else(|error| panic!("listen on {port}: {error}"));
+    let https = listen(HTTPS_PORT, LISTEN_BACKLOG);
+    let (sink, secure_sink) = (listen(args.sink_port, SINK_BACKLOG), listen(args.tls_sink_port, SINK_BACKLOG));
 
     let rx_event = device.rx_event();
     let (driver_stack, driver_timers) = (stack.clone(), timers.clone());
