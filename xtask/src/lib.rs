@@ -6,6 +6,8 @@
 //! - [`qemu`]: the QEMU command line, and running a VM to its exit or to a
 //!   serial line.
 //! - [`state`]: `.rustcore/` at the repo root (disks, logs, pid file).
+//! - [`netbench`]: `bench net`, the hosted network stack against Linux in
+//!   network namespaces.
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod bootfs;
 pub mod image;
+pub mod netbench;
 pub mod qemu;
 pub mod setup;
 pub mod state;

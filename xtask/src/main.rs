@@ -23,14 +23,14 @@ commands:
       --memory MIB        guest memory (default 512)
   stop                  stop a detached VM
   test [--long]         fmt check, clippy, all tests (with the QEMU smoke test)
-  bench <name>          benchmarks; names: platform
+  bench <name>          benchmarks; names: platform, net (root: netns + TAP)
 ";
 
 /// The serial line that says the service is up.
 const READY_NEEDLE: &str = "\"msg\":\"ready\"";
 /// Generous: everything in QEMU here runs under TCG.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-const BENCHES: [&str; 1] = ["platform"];
+const BENCHES: [&str; 2] = ["platform", "net"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -379,6 +379,10 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     match args {
         [name] if name == "platform" => {
             bench_platform()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        [name] if name == "net" => {
+            xtask::netbench::run()?;
             Ok(ExitCode::SUCCESS)
         }
         _ => {

@@ -1,0 +1,226 @@
+//! `cargo xtask bench net`: the hosted server (`rustcore-hosted`, our TCP/IP
+//! and TLS on a TAP device) against Linux clients, and the Linux ceiling on
+//! the same kind of path (Linux TCP over a veth pair), in network namespaces
+//! made for the run and deleted after it (also on failure). Needs root.
+//!
+//! Namespaces: `rc-bench` holds the TAP device `rctap0` (Linux side
+//! 10.99.0.1, our stack 10.99.0.2) and one end of the veth pair (10.99.1.1);
+//! `rc-bench-peer` holds the other end (10.99.1.2) and a Linux sink. All
+//! clients run inside `rc-bench`, so no traffic leaves the namespaces.
+//!
+//! The clients are `netbench.py` (Python's socket and ssl modules: OpenSSL
+//! does the client-side crypto), the same for our server and for Linux.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::state::State;
+use crate::{bootfs, on_path, remove_package_env, repo_root, run_checked};
+
+const NETNS: &str = "rc-bench";
+const PEER_NETNS: &str = "rc-bench-peer";
+const TAP: &str = "rctap0";
+const HOSTED_IP: &str = "10.99.0.2";
+const LINUX_PEER_IP: &str = "10.99.1.2";
+const SINK_PORT: &str = "5001";
+const TLS_SINK_PORT: &str = "5443";
+const HTTPS_PORT: &str = "443";
+const BULK_BYTES: u64 = 1 << 30;
+const HANDSHAKE_SECONDS: &str = "5";
+const HANDSHAKE_CLIENTS: &str = "4";
+/// Upper bound of one client run (a stuck server fails the bench).
+const CLIENT_TIMEOUT_S: &str = "90";
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const CLIENT_SCRIPT: &str = include_str!("netbench.py");
+
+/// The namespaces and the servers in them; dropping it kills the servers
+/// and deletes the namespaces (with their devices).
+struct Testbed {
+    children: Vec<Child>,
+}
+
+impl Testbed {
+    fn setup() -> Result<Testbed> {
+        delete_namespaces();
+        let testbed = Testbed { children: Vec::new() };
+        for ns in [NETNS, PEER_NETNS] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        ip(&["-n", NETNS, "tuntap", "add", "dev", TAP, "mode", "tap"])?;
+        ip(&["-n", NETNS, "addr", "add", "10.99.0.1/24", "dev", TAP])?;
+        ip(&["-n", NETNS, "link", "set", TAP, "up"])?;
+        ip(&["-n", NETNS, "link", "add", "rcveth0", "type", "veth", "peer", "name", "rcveth1", "netns", PEER_NETNS])?;
+        ip(&["-n", NETNS, "addr", "add", "10.99.1.1/24", "dev", "rcveth0"])?;
+        ip(&["-n", NETNS, "link", "set", "rcveth0", "up"])?;
+        ip(&["-n", PEER_NETNS, "addr", "add", "10.99.1.2/24", "dev", "rcveth1"])?;
+        ip(&["-n", PEER_NETNS, "link", "set", "rcveth1", "up"])?;
+        Ok(testbed)
+    }
+
+    /// Starts `program args` in `ns` and waits for a stdout line containing
+    /// `needle`.
+    fn start(&mut self, ns: &str, program: &Path, args: &[&str], needle: &str) -> Result<()> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(program).args(args).stdout(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", program.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        self.children.push(child);
+        let (tx, rx) = mpsc::channel();
+        let needle = needle.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains(&needle) {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(READY_TIMEOUT)
+            .with_context(|| format!("{} did not print its ready line", program.display()))?;
+        println!("bench net: {line}");
+        Ok(())
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        delete_namespaces();
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run_checked(Command::new("ip").args(args).stdout(Stdio::null()))
+}
+
+fn delete_namespaces() {
+    for ns in [NETNS, PEER_NETNS] {
+        let _ = Command::new("ip").args(["netns", "delete", ns]).stderr(Stdio::null()).status();
+    }
+}
+
+fn is_root() -> Result<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let uid = status.lines().find_map(|line| line.strip_prefix("Uid:")).context("no Uid line")?;
+    Ok(uid.split_whitespace().nth(1) == Some("0"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
+}
+
+/// Runs the client script inside the bench namespace; returns its last line.
+fn client(script: &Path, args: &[&str]) -> Result<String> {
+    let output = Command::new("ip")
+        .args(["netns", "exec", NETNS, "timeout", CLIENT_TIMEOUT_S, "python3"])
+        .arg(script)
+        .args(args)
+        .output()
+        .context("running the bench client")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("client {args:?} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(stdout.lines().last().unwrap_or_default().trim().to_owned())
+}
+
+fn measure(script: &Path, args: &[&str]) -> Result<f64> {
+    let line = client(script, args)?;
+    line.parse().with_context(|| format!("client {args:?} printed {line:?}"))
+}
+
+fn percent(part: f64, whole: f64) -> String {
+    if whole > 0.0 { format!("{:.0}%", part / whole * 100.0) } else { "n/a".into() }
+}
+
+/// Builds the hosted server, sets up the namespaces and prints the table.
+pub fn run() -> Result<()> {
+    ensure!(is_root()?, "bench net needs root (network namespaces and a TAP device)");
+    for program in ["ip", "python3", "timeout"] {
+        ensure!(on_path(program), "{program} not found on PATH");
+    }
+    let mut build = Command::new(crate::cargo_program());
+    build.current_dir(repo_root()).args(["build", "--release", "-p", "hosted", "--bin", "rustcore-hosted"]);
+    remove_package_env(&mut build);
+    run_checked(&mut build)?;
+    let server = target_dir().join("release/rustcore-hosted");
+
+    let state = State::new();
+    state.ensure()?;
+    let certificates = bootfs::ensure_certificates(&state)?;
+    let script = state.dir().join("netbench.py");
+    std::fs::write(&script, CLIENT_SCRIPT).with_context(|| format!("writing {}", script.display()))?;
+    let (script, ca) = (script.as_path(), certificates.ca.to_str().context("CA path is not UTF-8")?);
+
+    let mut testbed = Testbed::setup()?;
+    let chain = certificates.server_chain.to_str().context("certificate path is not UTF-8")?;
+    let key = certificates.server_key.to_str().context("key path is not UTF-8")?;
+    testbed.start(
+        NETNS,
+        &server,
+        &["--tap", TAP, "--ip", "10.99.0.2/24", "--cert", chain, "--key", key, "--sink-port", SINK_PORT],
+        "ready",
+    )?;
+    let python = PathBuf::from("python3");
+    testbed.start(
+        PEER_NETNS,
+        &python,
+        &[script.to_str().unwrap_or_default(), "sink", LINUX_PEER_IP, SINK_PORT],
+        "ready",
+    )?;
+
+    // The automated check that the hosted server answers HTTPS.
+    let health = client(script, &["health", HOSTED_IP, HTTPS_PORT, ca])?;
+    println!("bench net: GET https://{HOSTED_IP}/health -> {health}");
+
+    let bytes = BULK_BYTES.to_string();
+    let bulk = |ip: &str, port: &str, conns: &str, tls: bool| {
+        let mut args = vec!["bulk", ip, port, &bytes, conns];
+        if tls {
+            args.push(ca);
+        }
+        measure(script, &args)
+    };
+    let plain = [bulk(HOSTED_IP, SINK_PORT, "1", false)?, bulk(HOSTED_IP, SINK_PORT, "8", false)?];
+    let tls = [bulk(HOSTED_IP, TLS_SINK_PORT, "1", true)?, bulk(HOSTED_IP, TLS_SINK_PORT, "8", true)?];
+    let linux = [bulk(LINUX_PEER_IP, SINK_PORT, "1", false)?, bulk(LINUX_PEER_IP, SINK_PORT, "8", false)?];
+    let handshakes = measure(script, &["handshakes", HOSTED_IP, HTTPS_PORT, HANDSHAKE_SECONDS, HANDSHAKE_CLIENTS, ca])?;
+    drop(testbed);
+
+    let gib = BULK_BYTES >> 30;
+    println!();
+    println!("| workload | result | target |");
+    println!("|---|---|---|");
+    for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+        println!("| hosted plain TCP bulk, {gib} GiB, {conns} | {:.0} MB/s | |", plain[i]);
+    }
+    for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+        println!("| hosted TLS bulk, {gib} GiB, {conns} | {:.0} MB/s | |", tls[i]);
+    }
+    println!(
+        "| hosted TLS handshake + GET /health, {HANDSHAKE_CLIENTS} clients, {HANDSHAKE_SECONDS} s | {handshakes:.0} /s | |"
+    );
+    for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+        println!("| Linux TCP over veth (ceiling), {gib} GiB, {conns} | {:.0} MB/s | |", linux[i]);
+    }
+    for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+        println!("| TLS bulk / plain TCP, {conns} | {} | >= 70% |", percent(tls[i], plain[i]));
+    }
+    for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+        println!("| hosted plain TCP / Linux ceiling, {conns} | {} | >= 50% |", percent(plain[i], linux[i]));
+    }
+    println!();
+    println!("Clients: Python socket/ssl (OpenSSL) in netns {NETNS}; TLS 1.3 as negotiated: {health}");
+    Ok(())
+}
