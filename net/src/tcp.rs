@@ -361,7 +361,10 @@ impl Stack {
                 PollIngressSingleResult::PacketProcessed => {}
                 PollIngressSingleResult::SocketStateChanged => {
                     changed = true;
-                    if !inner.listeners.is_empty() {
+                    // Most packets are data for established connections: run
+                    // the full upkeep only when a listening slot just got a
+                    // SYN (or closed), which is what it must see at once.
+                    if inner.listeners_need_upkeep() {
                         aborted |= inner.listener_upkeep();
                     }
                 }
@@ -628,6 +631,18 @@ impl Inner {
     /// Moves established connections of listening slots to the ready queues,
     /// refills the backlogs, aborts slow handshakes. Returns whether a socket
     /// was aborted.
+    /// Whether a listening slot left LISTEN without upkeep having seen it
+    /// yet (a new SYN, or a socket closed under it). Reads socket states
+    /// only: cheap enough to ask after every received packet.
+    fn listeners_need_upkeep(&self) -> bool {
+        self.listeners.values().any(|listener| {
+            listener.slots.iter().any(|slot| {
+                slot.syn_since_ns.is_none()
+                    && self.sockets.get::<tcp::Socket>(slot.handle).state() != tcp::State::Listen
+            })
+        })
+    }
+
     fn listener_upkeep(&mut self) -> bool {
         let now_ns = self.now_ns;
         let handshake_ns = duration_ns(self.options.handshake_timeout);
