@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use net::ethernet::{Device, ETHERNET_MTU_BYTES};
 use runtime::event::Event;
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, DeviceCapabilities};
 use smoltcp::time::Instant;
 
 use crate::platform::{HostPlatform, Interrupt};
@@ -277,10 +277,7 @@ impl Device for TapDevice {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = ETHERNET_MTU_BYTES;
-        caps
+        net::ethernet::ethernet_capabilities(None)
     }
 }
 

@@ -12,7 +12,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use kernel::heap::KernelHeap;
+use kernel::heap::{KernelHeap, SizeMix};
 
 const ALLOCATIONS: usize = 1_000_000;
 const LIVE: usize = 1024;
@@ -24,26 +24,6 @@ trait Allocator {
     fn free(&mut self, pointer: *mut u8, layout: Layout);
 }
 
-struct Sizes(u64);
-
-impl Sizes {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn size(&mut self) -> usize {
-        let r = self.next();
-        match r % 100 {
-            0..70 => 1 + (r >> 8) as usize % 256,
-            70..95 => 257 + (r >> 8) as usize % 4096,
-            _ => 4353 + (r >> 8) as usize % 65536,
-        }
-    }
-}
-
 struct Outcome {
     ops_per_second: f64,
     /// Highest end address minus lowest start address ever handed out,
@@ -53,14 +33,14 @@ struct Outcome {
 
 fn workload(allocator: &mut dyn Allocator) -> Outcome {
     let mut slots: Vec<Option<(*mut u8, Layout)>> = vec![None; LIVE];
-    let mut sizes = Sizes(0x9E37_79B9_7F4A_7C15);
+    let mut sizes = SizeMix::new(0x9E37_79B9_7F4A_7C15);
     let mut operations = 0u64;
     let (mut lowest, mut highest) = (usize::MAX, 0usize);
     let (mut live_bytes, mut peak_live) = (0usize, 0usize);
     let start = Instant::now();
     for _ in 0..ALLOCATIONS {
         let layout = Layout::from_size_align(sizes.size(), 8).expect("valid layout");
-        let slot = sizes.next() as usize % LIVE;
+        let slot = sizes.next_u64() as usize % LIVE;
         if let Some((pointer, old)) = slots[slot].take() {
             allocator.free(pointer, old);
             live_bytes -= old.size();

@@ -123,6 +123,33 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 }
 
+/// The allocation sizes of the heap workouts (the boot self test and the
+/// host benchmark): 70% 1-256 B, 25% 257 B-4 KiB, 5% up to 68 KiB, from a
+/// seeded xorshift64* so every run asks for the same sequence.
+pub struct SizeMix(u64);
+
+impl SizeMix {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn size(&mut self) -> usize {
+        let r = self.next_u64();
+        match r % 100 {
+            0..70 => 1 + (r >> 8) as usize % 256,
+            70..95 => 257 + (r >> 8) as usize % 4096,
+            _ => 4353 + (r >> 8) as usize % 65536,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ use crate::arch::{cpu, interrupts};
 use crate::drivers::nvme::Nvme;
 use crate::drivers::virtio::blk::VirtioBlk;
 use crate::drivers::virtio::net::VirtioNet;
+use crate::heap::SizeMix;
 use crate::memory;
 use crate::paging;
 use crate::pci::{Function, Known};
@@ -132,38 +133,17 @@ fn check_wx(report: &mut Report) {
     );
 }
 
-/// xorshift64*: cheap deterministic sizes for the heap workout.
-struct Sizes(u64);
-
-impl Sizes {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn size(&mut self) -> usize {
-        let r = self.next();
-        match r % 100 {
-            0..70 => 1 + (r >> 8) as usize % 256,
-            70..95 => 257 + (r >> 8) as usize % 4096,
-            _ => 4353 + (r >> 8) as usize % 65536,
-        }
-    }
-}
-
 fn check_heap(report: &mut Report) {
     const ALLOCATIONS: usize = 100_000;
     const LIVE: usize = 1024;
     let mut slots: Vec<Option<Vec<u8>>> = Vec::with_capacity(LIVE);
     slots.resize_with(LIVE, || None);
     let before = HEAP.stats();
-    let mut sizes = Sizes(0x9E37_79B9_7F4A_7C15);
+    let mut sizes = SizeMix::new(0x9E37_79B9_7F4A_7C15);
     let start = cpu::rdtsc();
     for _ in 0..ALLOCATIONS {
         let size = sizes.size();
-        let slot = sizes.next() as usize % LIVE;
+        let slot = sizes.next_u64() as usize % LIVE;
         let mut block = Vec::<u8>::with_capacity(size);
         block.push(1); // touch the memory
         slots[slot] = Some(block);

@@ -25,6 +25,17 @@ pub use smoltcp::phy::Device;
 /// header. Every device in this stack uses it (no jumbo frames).
 pub const ETHERNET_MTU_BYTES: usize = 1514;
 
+/// What every Ethernet device of ours tells smoltcp: a 1514-byte frame and,
+/// where the NIC's transmit ring is the limit, how many frames fit back to
+/// back (smoltcp then paces TCP bursts to it).
+pub fn ethernet_capabilities(max_burst_frames: Option<usize>) -> DeviceCapabilities {
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = Medium::Ethernet;
+    caps.max_transmission_unit = ETHERNET_MTU_BYTES;
+    caps.max_burst_size = max_burst_frames;
+    caps
+}
+
 /// A 48-bit Ethernet address, parsed from and printed as `52:54:00:12:34:56`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MacAddress(pub [u8; 6]);
@@ -382,10 +393,7 @@ impl phy::Device for SimPort {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = ETHERNET_MTU_BYTES;
-        caps
+        ethernet_capabilities(None)
     }
 }
 

@@ -7,7 +7,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, DeviceCapabilities};
 use smoltcp::time::Instant;
 
 use super::queue::{Segment, SplitQueue};
@@ -232,10 +232,6 @@ impl phy::Device for VirtioNet {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        let mut capabilities = DeviceCapabilities::default();
-        capabilities.medium = Medium::Ethernet;
-        capabilities.max_transmission_unit = MAX_FRAME_BYTES;
-        capabilities.max_burst_size = Some(usize::from(self.transmit.queue.size()));
-        capabilities
+        net::ethernet::ethernet_capabilities(Some(usize::from(self.transmit.queue.size())))
     }
 }
