@@ -8,6 +8,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod block;
 pub mod clock;
 pub mod platform;
 pub mod rng;

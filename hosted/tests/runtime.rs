@@ -11,14 +11,16 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 #[test]
-fn sleep_10ms_takes_10_to_50ms() {
+fn sleep_10ms_is_never_early_and_not_lost() {
     let mut rt = Runtime::new();
     let timers = rt.timers();
     let start = Instant::now();
     rt.block_on(timers.sleep(Duration::from_millis(10)));
     let elapsed = start.elapsed();
     assert!(elapsed >= Duration::from_millis(10), "{elapsed:?}");
-    assert!(elapsed < Duration::from_millis(50), "{elapsed:?}");
+    // Loose on purpose: it catches a lost wakeup without flaking when a
+    // shared CI machine descheduled us for a while.
+    assert!(elapsed < Duration::from_millis(250), "{elapsed:?}");
     assert_eq!(timers.pending(), 0);
 }
 
@@ -63,11 +65,12 @@ fn std_thread_signals_event_and_waiting_task_completes() {
     let mut rt = Runtime::new();
     let event = Arc::new(Event::new());
     let line = rt.platform_mut().add_event(event.clone());
+    // Taken before the thread starts its 20 ms, so the bound below holds.
+    let start = Instant::now();
     let raiser = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
         line.raise();
     });
-    let start = Instant::now();
     // No timers pending: the executor parks with no deadline, so only the
     // raised interrupt can end the wait.
     rt.block_on(event.wait());
