@@ -1,6 +1,6 @@
 //! Brings up the network service: our TCP/IP stack on the virtio-net
 //! device, TLS with the certificate from the boot archive, and the HTTPS
-//! responder on port 443.
+//! responder on port 443 (and, with `bench=sink`, the benchmark sinks).
 
 use alloc::sync::Arc;
 
@@ -54,6 +54,14 @@ pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Tim
         let mut device = device;
         net::tcp::drive(driver_stack, &mut device, driver_timers, Some(rx_event)).await;
     }));
+    if boot.cmdline_value("bench") == Some("sink") {
+        use services::sink::{PLAIN_SINK_PORT, SINK_BACKLOG, TLS_SINK_PORT};
+        let plain = stack.listen(PLAIN_SINK_PORT, SINK_BACKLOG).map_err(StartError::Listen)?;
+        let secure = stack.listen(TLS_SINK_PORT, SINK_BACKLOG).map_err(StartError::Listen)?;
+        drop(spawner.spawn(services::sink::plain(plain, spawner.clone())));
+        drop(spawner.spawn(services::sink::tls(secure, config.clone(), timers.clone(), spawner.clone())));
+        info!("net", "benchmark sinks listening"; plain_port = u32::from(PLAIN_SINK_PORT), tls_port = u32::from(TLS_SINK_PORT));
+    }
     let stats = Arc::new(services::health::Stats::default());
     drop(spawner.spawn(services::health::serve(
         listener,

@@ -4,6 +4,7 @@
 //!   `error!` .. `trace!` macros exported at the crate root.
 //! - [`bootfs`]: the boot archive (ustar) the kernel receives as a PVH module.
 //! - [`health`]: a minimal HTTPS responder (`GET /health`) until the S3 layer exists.
+//! - [`sink`]: plain and TLS discard servers for throughput benchmarks.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -12,3 +13,4 @@ extern crate alloc;
 pub mod bootfs;
 pub mod health;
 pub mod log;
+pub mod sink;

@@ -10,6 +10,10 @@
 //!
 //! The clients are `netbench.py` (Python's socket and ssl modules: OpenSSL
 //! does the client-side crypto), the same for our server and for Linux.
+//!
+//! Then the appliance itself: the release image in QEMU with `bench=sink`,
+//! its ports forwarded to 127.0.0.1 by QEMU's user network (so the path
+//! includes slirp), measured by the same client from the host over loopback.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -38,6 +42,9 @@ const CLIENT_TIMEOUT_S: &str = "90";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const CLIENT_SCRIPT: &str = include_str!("netbench.py");
+/// Smaller than the hosted runs: QEMU here emulates every instruction.
+const QEMU_PLAIN_BYTES: u64 = 256 << 20;
+const QEMU_TLS_BYTES: u64 = 64 << 20;
 
 /// The namespaces and the servers in them; dropping it kills the servers
 /// and deletes the namespaces (with their devices).
@@ -197,6 +204,7 @@ pub fn run() -> Result<()> {
     let linux = [bulk(LINUX_PEER_IP, SINK_PORT, "1", false)?, bulk(LINUX_PEER_IP, SINK_PORT, "8", false)?];
     let handshakes = measure(script, &["handshakes", HOSTED_IP, HTTPS_PORT, HANDSHAKE_SECONDS, HANDSHAKE_CLIENTS, ca])?;
     drop(testbed);
+    let qemu = measure_qemu(&state, script, ca)?;
 
     let gib = BULK_BYTES >> 30;
     println!();
@@ -220,7 +228,102 @@ pub fn run() -> Result<()> {
     for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
         println!("| hosted plain TCP / Linux ceiling, {conns} | {} | >= 50% |", percent(plain[i], linux[i]));
     }
+    let (plain_mib, tls_mib) = (QEMU_PLAIN_BYTES >> 20, QEMU_TLS_BYTES >> 20);
+    let accel = format!("{:?}", qemu.accel);
+    for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+        println!("| QEMU ({accel}) plain TCP bulk via slirp, {plain_mib} MiB, {conns} | {:.0} MB/s | |", qemu.plain[i]);
+    }
+    for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+        println!("| QEMU ({accel}) TLS bulk via slirp, {tls_mib} MiB, {conns} | {:.0} MB/s | |", qemu.tls[i]);
+    }
+    println!(
+        "| QEMU ({accel}) TLS handshake + GET /health, {HANDSHAKE_CLIENTS} clients, {HANDSHAKE_SECONDS} s | {:.0} /s | |",
+        qemu.handshakes
+    );
+    for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+        println!("| QEMU TLS bulk / plain TCP, {conns} | {} | >= 70% |", percent(qemu.tls[i], qemu.plain[i]));
+    }
     println!();
     println!("Clients: Python socket/ssl (OpenSSL) in netns {NETNS}; TLS 1.3 as negotiated: {health}");
+    println!("QEMU rows: the release image with bench=sink, clients on the host over 127.0.0.1 port forwards.");
     Ok(())
+}
+
+struct QemuFigures {
+    accel: crate::qemu::Accel,
+    plain: [f64; 2],
+    tls: [f64; 2],
+    handshakes: f64,
+}
+
+/// Runs the client script on the host (loopback targets only).
+fn host_client(script: &Path, args: &[&str]) -> Result<f64> {
+    let output = Command::new("timeout")
+        .args([CLIENT_TIMEOUT_S, "python3"])
+        .arg(script)
+        .args(args)
+        .output()
+        .context("running the bench client")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("client {args:?} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let line = stdout.lines().last().unwrap_or_default().trim().to_owned();
+    line.parse().with_context(|| format!("client {args:?} printed {line:?}"))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The appliance in QEMU, through its forwarded ports.
+fn measure_qemu(state: &State, script: &Path, ca: &str) -> Result<QemuFigures> {
+    use crate::qemu::{NetConfig, VmConfig, run_until_line};
+    let elf = crate::image::build()?;
+    let certificates = bootfs::ensure_certificates(state)?;
+    let (https, plain, tls) = (free_port()?, free_port()?, free_port()?);
+    let mut config = VmConfig::new(&elf, "log=info bench=sink");
+    config.memory_mib = 1024;
+    config.initrd = Some(bootfs::pack(state, &certificates)?);
+    config.net = Some(NetConfig { forwards: vec![(https, 443), (plain, 5001), (tls, 5443)] });
+    let serial = state.logs_dir().join("bench-net-serial.log");
+    let (mut child, _) = run_until_line(&config, &serial, "benchmark sinks listening", Duration::from_secs(120))?;
+    let result = (|| {
+        let (https, plain, tls) = (https.to_string(), plain.to_string(), tls.to_string());
+        // DHCP completes shortly after boot: retry the health check briefly.
+        let mut healthy = false;
+        for _ in 0..40 {
+            let probe = Command::new("timeout")
+                .args(["10", "python3"])
+                .arg(script)
+                .args(["health", "127.0.0.1", &https, ca])
+                .output()?;
+            if probe.status.success() {
+                healthy = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        ensure!(healthy, "the appliance never answered GET /health on 127.0.0.1:{https}");
+        let (plain_bytes, tls_bytes) = (QEMU_PLAIN_BYTES.to_string(), QEMU_TLS_BYTES.to_string());
+        let bulk = |port: &str, bytes: &str, conns: &str, tls: bool| {
+            let mut args = vec!["bulk", "127.0.0.1", port, bytes, conns];
+            if tls {
+                args.push(ca);
+            }
+            host_client(script, &args)
+        };
+        Ok(QemuFigures {
+            accel: config.accel,
+            plain: [bulk(&plain, &plain_bytes, "1", false)?, bulk(&plain, &plain_bytes, "8", false)?],
+            tls: [bulk(&tls, &tls_bytes, "1", true)?, bulk(&tls, &tls_bytes, "8", true)?],
+            handshakes: host_client(
+                script,
+                &["handshakes", "127.0.0.1", &https, HANDSHAKE_SECONDS, HANDSHAKE_CLIENTS, ca],
+            )?,
+        })
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }

@@ -11,17 +11,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hosted::Runtime;
 use hosted::tap::TapDevice;
 use net::ip::{IpConfig, Ipv4Cidr};
-use net::tcp::{Stack, StackOptions, TcpListener};
+use net::tcp::{Stack, StackOptions};
 use net::tls::rustls::ServerConfig;
 use net::tls::{CertStore, UnixTimeSource};
-use net::tls_stream::TlsStream;
-use runtime::executor::Spawner;
-use runtime::timers::Timers;
 
 const HTTPS_PORT: u16 = 443;
 const LISTEN_BACKLOG: usize = 64;
@@ -29,9 +25,7 @@ const LISTEN_BACKLOG: usize = 64;
 /// stack scans every listening socket after each segment that changes a
 /// socket (`net::tcp`'s listener upkeep: ~20% of a bulk receive with 192
 /// listening sockets).
-const SINK_BACKLOG: usize = 8;
-const SINK_READ_BYTES: usize = 64 * 1024;
-const SINK_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use services::sink::SINK_BACKLOG;
 
 const USAGE: &str = "usage: rustcore-hosted --tap NAME --ip ADDR/PREFIX --cert CHAIN.pem --key KEY.pem \
                      [--sink-port 5001] [--tls-sink-port 5443]";
@@ -98,46 +92,6 @@ fn random_mac() -> [u8; 6] {
     mac
 }
 
-/// Reads and discards every connection's bytes until the peer closes.
-async fn plain_sink(listener: TcpListener, spawner: Spawner) {
-    loop {
-        let Ok(stream) = listener.accept().await else { continue };
-        drop(spawner.spawn(async move {
-            let mut buf = vec![0u8; SINK_READ_BYTES];
-            while let Ok(read) = stream.read(&mut buf).await {
-                if read == 0 {
-                    break;
-                }
-            }
-        }));
-    }
-}
-
-/// The TLS sink: handshake, read and discard until close_notify, answer it.
-async fn tls_sink(listener: TcpListener, config: Arc<ServerConfig>, timers: Timers, spawner: Spawner) {
-    loop {
-        let Ok(tcp) = listener.accept().await else { continue };
-        let (config, timers) = (config.clone(), timers.clone());
-        drop(spawner.spawn(async move {
-            let Ok(Ok(mut stream)) = timers.timeout(SINK_HANDSHAKE_TIMEOUT, TlsStream::accept(tcp, config)).await
-            else {
-                return;
-            };
-            let mut buf = vec![0u8; SINK_READ_BYTES];
-            loop {
-                match stream.read(&mut buf).await {
-                    Ok(0) => {
-                        let _ = stream.close().await;
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&args) {
@@ -187,8 +141,8 @@ fn main() -> ExitCode {
         services::health::Limits::default(),
         Arc::new(services::health::Stats::default()),
     )));
-    drop(spawner.spawn(plain_sink(sink, spawner.clone())));
-    drop(spawner.spawn(tls_sink(secure_sink, config, timers, spawner.clone())));
+    drop(spawner.spawn(services::sink::plain(sink, spawner.clone())));
+    drop(spawner.spawn(services::sink::tls(secure_sink, config, timers, spawner.clone())));
 
     println!(
         "rustcore-hosted ready: tap={} ip={} https={HTTPS_PORT} sink={} tls-sink={}",
