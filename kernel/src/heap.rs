@@ -71,6 +71,16 @@ impl KernelHeap {
     pub fn stats(&self) -> HeapSnapshot {
         self.stats.snapshot()
     }
+
+    /// Counts an allocation's outcome and passes the pointer through.
+    fn count_allocation(&self, pointer: *mut u8, size_bytes: usize) -> *mut u8 {
+        if pointer.is_null() {
+            self.stats.record_failure(size_bytes);
+        } else {
+            self.stats.record_alloc(size_bytes);
+        }
+        pointer
+    }
 }
 
 impl Default for KernelHeap {
@@ -85,12 +95,7 @@ unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
         let pointer = unsafe { self.talc.alloc(layout) };
-        if pointer.is_null() {
-            self.stats.record_failure(layout.size());
-        } else {
-            self.stats.record_alloc(layout.size());
-        }
-        pointer
+        self.count_allocation(pointer, layout.size())
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
@@ -102,12 +107,7 @@ unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
         let pointer = unsafe { self.talc.alloc_zeroed(layout) };
-        if pointer.is_null() {
-            self.stats.record_failure(layout.size());
-        } else {
-            self.stats.record_alloc(layout.size());
-        }
-        pointer
+        self.count_allocation(pointer, layout.size())
     }
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {

@@ -9,7 +9,8 @@ use services::log::Level;
 use services::{info, warn};
 
 use crate::arch::{cpu, gdt, interrupts};
-use crate::drivers::nvme::Nvme;
+use crate::drivers::nvme::{Nvme, NvmeError};
+use crate::drivers::virtio::VirtioError;
 use crate::drivers::virtio::blk::VirtioBlk;
 use crate::drivers::virtio::net::VirtioNet;
 use crate::exit::{ExitCode, exit_qemu};
@@ -47,6 +48,25 @@ fn address(bdf: Bdf, offset: u8) -> u32 {
         | (u32::from(bdf.device) << 11)
         | (u32::from(bdf.function) << 8)
         | u32::from(offset & 0xFC)
+}
+
+/// Initialises the first function of `kind` with `init`; a driver that fails
+/// is logged and left out (the appliance runs on without that device).
+fn bring_up<D, E: core::fmt::Debug>(
+    devices: &[pci::Function],
+    kind: pci::Known,
+    subsystem: &str,
+    name: &str,
+    init: impl FnOnce(&pci::Function) -> Result<D, E>,
+) -> Option<D> {
+    let function = devices.iter().find(|d| d.known() == Some(kind))?;
+    match init(function) {
+        Ok(device) => Some(device),
+        Err(error) => {
+            warn!(subsystem, "{} at {} failed: {:?}", name, function.bdf, error);
+            None
+        }
+    }
 }
 
 pub fn start(start_info: u64) -> ! {
@@ -109,49 +129,38 @@ pub fn start(start_info: u64) -> ! {
         info!("pci", "function {}", device.bdf; id = &*pci::id_string(device), class = u32::from(device.class), subclass = u32::from(device.subclass), kind = device.known().map_or("other", |k| match k { pci::Known::VirtioNet => "virtio-net", pci::Known::VirtioBlock => "virtio-blk", pci::Known::Nvme => "nvme" }), msix_vectors = device.msix().map_or(0, |m| u32::from(m.table_size)));
     }
 
-    let network = devices.iter().find(|d| d.known() == Some(pci::Known::VirtioNet)).and_then(|function| {
-        let (rx_vector, tx_vector) = (interrupts::allocate_vector(), interrupts::allocate_vector());
-        match VirtioNet::init(&PortIoConfig, function, apic::id(), rx_vector, tx_vector) {
-            Ok(device) => {
-                let mac = device.mac();
-                info!("net", "virtio-net at {}", function.bdf; mac = &*alloc::format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]), rx_vector = u32::from(rx_vector), tx_vector = u32::from(tx_vector));
-                Some(device)
-            }
-            Err(error) => {
-                warn!("net", "virtio-net at {} failed: {:?}", function.bdf, error);
-                None
-            }
-        }
-    });
-
-    let disk = devices.iter().find(|d| d.known() == Some(pci::Known::VirtioBlock)).and_then(|function| {
+    let network = bring_up(
+        &devices,
+        pci::Known::VirtioNet,
+        "net",
+        "virtio-net",
+        |function| -> Result<_, VirtioError> {
+            let (rx_vector, tx_vector) = (interrupts::allocate_vector(), interrupts::allocate_vector());
+            let device = VirtioNet::init(&PortIoConfig, function, apic::id(), rx_vector, tx_vector)?;
+            let mac = device.mac();
+            info!("net", "virtio-net at {}", function.bdf; mac = &*alloc::format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]), rx_vector = u32::from(rx_vector), tx_vector = u32::from(tx_vector));
+            Ok(device)
+        },
+    );
+    let disk = bring_up(
+        &devices,
+        pci::Known::VirtioBlock,
+        "storage",
+        "virtio-blk",
+        |function| -> Result<_, VirtioError> {
+            let vector = interrupts::allocate_vector();
+            let device = VirtioBlk::init(&PortIoConfig, function, apic::id(), vector)?;
+            let geometry = storage::block::BlockDevice::geometry(&device);
+            info!("storage", "virtio-blk at {}", function.bdf; block_bytes = geometry.block_bytes, capacity_bytes = geometry.capacity_bytes(), queue_depth = u32::from(geometry.queue_depth), vector = u32::from(vector));
+            Ok(device)
+        },
+    );
+    let nvme = bring_up(&devices, pci::Known::Nvme, "storage", "nvme", |function| -> Result<_, NvmeError> {
         let vector = interrupts::allocate_vector();
-        match VirtioBlk::init(&PortIoConfig, function, apic::id(), vector) {
-            Ok(device) => {
-                let geometry = storage::block::BlockDevice::geometry(&device);
-                info!("storage", "virtio-blk at {}", function.bdf; block_bytes = geometry.block_bytes, capacity_bytes = geometry.capacity_bytes(), queue_depth = u32::from(geometry.queue_depth), vector = u32::from(vector));
-                Some(device)
-            }
-            Err(error) => {
-                warn!("storage", "virtio-blk at {} failed: {:?}", function.bdf, error);
-                None
-            }
-        }
-    });
-
-    let nvme = devices.iter().find(|d| d.known() == Some(pci::Known::Nvme)).and_then(|function| {
-        let vector = interrupts::allocate_vector();
-        match Nvme::init(&PortIoConfig, function, apic::id(), vector) {
-            Ok(device) => {
-                let geometry = storage::block::BlockDevice::geometry(&device);
-                info!("storage", "nvme at {}", function.bdf; model = &*device.model, serial = &*device.serial, block_bytes = geometry.block_bytes, capacity_bytes = geometry.capacity_bytes(), queue_depth = u32::from(geometry.queue_depth), max_transfer_bytes = device.max_transfer_bytes(), vector = u32::from(vector));
-                Some(device)
-            }
-            Err(error) => {
-                warn!("storage", "nvme at {} failed: {:?}", function.bdf, error);
-                None
-            }
-        }
+        let device = Nvme::init(&PortIoConfig, function, apic::id(), vector)?;
+        let geometry = storage::block::BlockDevice::geometry(&device);
+        info!("storage", "nvme at {}", function.bdf; model = &*device.model, serial = &*device.serial, block_bytes = geometry.block_bytes, capacity_bytes = geometry.capacity_bytes(), queue_depth = u32::from(geometry.queue_depth), max_transfer_bytes = device.max_transfer_bytes(), vector = u32::from(vector));
+        Ok(device)
     });
 
     match boot.cmdline_value("selftest") {

@@ -51,10 +51,7 @@ impl Platform for KernelPlatform {
         }
         self.halts += 1;
         // SAFETY: as above.
-        unsafe {
-            cpu::enable_interrupts_and_halt();
-            cpu::enable_interrupts();
-        }
+        unsafe { cpu::enable_interrupts_and_halt() };
     }
 }
 

@@ -113,8 +113,11 @@ async fn read_head(stream: &mut TlsStream, head: &mut [u8]) -> Option<usize> {
         if read == 0 {
             return None;
         }
+        // Only the new bytes (and the three before them) can complete the
+        // blank line: do not rescan the whole head after every read.
+        let scan_from = len.saturating_sub(3);
         len += read;
-        if head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        if head[scan_from..len].windows(4).any(|w| w == b"\r\n\r\n") {
             return Some(len);
         }
     }

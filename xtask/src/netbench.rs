@@ -127,14 +127,19 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
 }
 
-/// Runs the client script inside the bench namespace; returns its last line.
-fn client(script: &Path, args: &[&str]) -> Result<String> {
-    let output = Command::new("ip")
-        .args(["netns", "exec", NETNS, "timeout", CLIENT_TIMEOUT_S, "python3"])
-        .arg(script)
-        .args(args)
-        .output()
-        .context("running the bench client")?;
+/// Runs the client script, inside `netns` or (for loopback targets) on the
+/// host, bounded by `timeout_s`; returns its last line.
+fn run_client(netns: Option<&str>, timeout_s: &str, script: &Path, args: &[&str]) -> Result<String> {
+    let mut command = match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns, "timeout"]);
+            command
+        }
+        None => Command::new("timeout"),
+    };
+    let output =
+        command.args([timeout_s, "python3"]).arg(script).args(args).output().context("running the bench client")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!("client {args:?} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
@@ -142,9 +147,18 @@ fn client(script: &Path, args: &[&str]) -> Result<String> {
     Ok(stdout.lines().last().unwrap_or_default().trim().to_owned())
 }
 
-fn measure(script: &Path, args: &[&str]) -> Result<f64> {
-    let line = client(script, args)?;
+/// Runs the client script inside the bench namespace; returns its last line.
+fn client(script: &Path, args: &[&str]) -> Result<String> {
+    run_client(Some(NETNS), CLIENT_TIMEOUT_S, script, args)
+}
+
+/// A figure the client printed.
+fn parse_figure(line: &str, args: &[&str]) -> Result<f64> {
     line.parse().with_context(|| format!("client {args:?} printed {line:?}"))
+}
+
+fn measure(script: &Path, args: &[&str]) -> Result<f64> {
+    parse_figure(&client(script, args)?, args)
 }
 
 fn percent(part: f64, whole: f64) -> String {
@@ -204,7 +218,7 @@ pub fn run() -> Result<()> {
     let linux = [bulk(LINUX_PEER_IP, SINK_PORT, "1", false)?, bulk(LINUX_PEER_IP, SINK_PORT, "8", false)?];
     let handshakes = measure(script, &["handshakes", HOSTED_IP, HTTPS_PORT, HANDSHAKE_SECONDS, HANDSHAKE_CLIENTS, ca])?;
     drop(testbed);
-    let qemu = measure_qemu(&state, script, ca)?;
+    let qemu = measure_qemu(&state, &certificates, script, ca)?;
 
     let gib = BULK_BYTES >> 30;
     println!();
@@ -258,18 +272,7 @@ struct QemuFigures {
 
 /// Runs the client script on the host (loopback targets only).
 fn host_client(script: &Path, args: &[&str]) -> Result<f64> {
-    let output = Command::new("timeout")
-        .args([CLIENT_TIMEOUT_S, "python3"])
-        .arg(script)
-        .args(args)
-        .output()
-        .context("running the bench client")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!("client {args:?} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
-    }
-    let line = stdout.lines().last().unwrap_or_default().trim().to_owned();
-    line.parse().with_context(|| format!("client {args:?} printed {line:?}"))
+    parse_figure(&run_client(None, CLIENT_TIMEOUT_S, script, args)?, args)
 }
 
 fn free_port() -> Result<u16> {
@@ -277,14 +280,13 @@ fn free_port() -> Result<u16> {
 }
 
 /// The appliance in QEMU, through its forwarded ports.
-fn measure_qemu(state: &State, script: &Path, ca: &str) -> Result<QemuFigures> {
+fn measure_qemu(state: &State, certificates: &bootfs::Certificates, script: &Path, ca: &str) -> Result<QemuFigures> {
     use crate::qemu::{NetConfig, VmConfig, run_until_line};
     let elf = crate::image::build()?;
-    let certificates = bootfs::ensure_certificates(state)?;
     let (https, plain, tls) = (free_port()?, free_port()?, free_port()?);
     let mut config = VmConfig::new(&elf, "log=info bench=sink");
     config.memory_mib = 1024;
-    config.initrd = Some(bootfs::pack(state, &certificates)?);
+    config.initrd = Some(bootfs::pack(state, certificates)?);
     config.net = Some(NetConfig { forwards: vec![(https, 443), (plain, 5001), (tls, 5443)] });
     let serial = state.logs_dir().join("bench-net-serial.log");
     let (mut child, _) = run_until_line(&config, &serial, "benchmark sinks listening", Duration::from_secs(120))?;
@@ -293,12 +295,7 @@ fn measure_qemu(state: &State, script: &Path, ca: &str) -> Result<QemuFigures> {
         // DHCP completes shortly after boot: retry the health check briefly.
         let mut healthy = false;
         for _ in 0..40 {
-            let probe = Command::new("timeout")
-                .args(["10", "python3"])
-                .arg(script)
-                .args(["health", "127.0.0.1", &https, ca])
-                .output()?;
-            if probe.status.success() {
+            if run_client(None, "10", script, &["health", "127.0.0.1", &https, ca]).is_ok() {
                 healthy = true;
                 break;
             }

@@ -109,13 +109,13 @@ pub unsafe fn enable_interrupts() {
 
 /// Enables interrupts and halts in one step: `sti` delays interrupt delivery
 /// by one instruction, so a wakeup cannot slip in between the check the caller
-/// made (with interrupts off) and the `hlt`. Returns with interrupts disabled.
+/// made (with interrupts off) and the `hlt`. Returns with interrupts enabled.
 ///
 /// # Safety
 /// As [`enable_interrupts`].
 pub unsafe fn enable_interrupts_and_halt() {
     // SAFETY: the caller guarantees the IDT is ready.
-    unsafe { asm!("sti; hlt; cli", options(nomem, nostack)) }
+    unsafe { asm!("sti; hlt", options(nomem, nostack)) }
 }
 
 /// Stops this CPU for good (interrupts off, halt forever).
