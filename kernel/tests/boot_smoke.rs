@@ -40,7 +40,7 @@ fn image() -> PathBuf {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE
         .get_or_init(|| {
-            xtask::setup::ensure_qemu().expect("QEMU is needed for this test");
+            xtask::setup::ensure_host_tools().expect("QEMU is needed for this test");
             xtask::image::build().expect("the kernel image builds")
         })
         .clone()

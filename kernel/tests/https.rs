@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 fn boot() -> Vm {
-    xtask::setup::ensure_qemu().expect("QEMU is needed");
+    xtask::setup::ensure_host_tools().expect("QEMU is needed");
     let elf = xtask::image::build().expect("image builds");
     let root = xtask::repo_root().join("target/image/https-test");
     let state = State::at(&root);

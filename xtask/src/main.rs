@@ -88,7 +88,7 @@ fn no_args(rest: &[String]) -> Result<()> {
 
 fn setup_all() -> Result<()> {
     setup::ensure_toolchain()?;
-    setup::ensure_qemu()
+    setup::ensure_host_tools()
 }
 
 fn size_of(path: &Path) -> Result<String> {
@@ -396,7 +396,7 @@ fn bench_platform() -> Result<()> {
     xtask::run_checked(&mut cargo(&["bench", "-p", "kernel", "--bench", "heap"]))?;
     xtask::run_checked(&mut cargo(&["run", "--release", "-p", "hosted", "--bin", "bench-runtime"]))?;
 
-    setup::ensure_qemu()?;
+    setup::ensure_host_tools()?;
     let elf = image::build()?;
     let state = State::new();
     std::fs::create_dir_all(state.logs_dir())?;

@@ -1,4 +1,4 @@
-//! The toolchain pieces and QEMU the project needs. These machines set
+//! The toolchain pieces and host programs (QEMU, openssl, tar, curl) the project needs. These machines set
 //! `RUSTUP_AUTO_INSTALL=0`, so nothing installs itself: install explicitly,
 //! and only what is missing.
 
@@ -54,23 +54,29 @@ pub fn missing(installed: &str) -> (Vec<&'static str>, bool) {
     (components, target_missing)
 }
 
-/// Makes sure `qemu-system-x86_64` is on PATH: installs Debian's
-/// `qemu-system-x86` when running as root, otherwise says what to run.
-pub fn ensure_qemu() -> Result<()> {
-    if on_path("qemu-system-x86_64") {
+/// Host programs the appliance's tooling and tests run, with the Debian
+/// package that provides each: QEMU, and `openssl`/`tar` (the boot archive
+/// with its certificates), `curl` (the HTTPS test).
+const HOST_TOOLS: [(&str, &str); 4] =
+    [("qemu-system-x86_64", "qemu-system-x86"), ("openssl", "openssl"), ("tar", "tar"), ("curl", "curl")];
+
+/// Makes sure every program in `HOST_TOOLS` is on PATH: installs the missing
+/// Debian packages when running as root, otherwise says what to run.
+pub fn ensure_host_tools() -> Result<()> {
+    let missing: Vec<&str> =
+        HOST_TOOLS.iter().filter(|(program, _)| !on_path(program)).map(|(_, package)| *package).collect();
+    if missing.is_empty() {
         return Ok(());
     }
+    let packages = missing.join(" ");
     if !is_root()? {
-        bail!(
-            "qemu-system-x86_64 is not installed; run as root:\n    \
-             sudo apt-get update && sudo apt-get install -y qemu-system-x86"
-        );
+        bail!("missing host packages; run as root:\n    sudo apt-get update && sudo apt-get install -y {packages}");
     }
-    eprintln!("xtask: installing qemu-system-x86");
+    eprintln!("xtask: installing {packages}");
     run_checked(Command::new("apt-get").arg("update"))?;
-    run_checked(Command::new("apt-get").args(["install", "-y", "qemu-system-x86"]))?;
-    if !on_path("qemu-system-x86_64") {
-        bail!("qemu-system-x86 installed, but qemu-system-x86_64 is still not on PATH");
+    run_checked(Command::new("apt-get").args(["install", "-y"]).args(&missing))?;
+    if let Some((program, _)) = HOST_TOOLS.iter().find(|(program, _)| !on_path(program)) {
+        bail!("installed {packages}, but {program} is still not on PATH");
     }
     Ok(())
 }
