@@ -1,0 +1,302 @@
+//! Objects as sequences of checksummed chunks.
+//!
+//! An object's bytes are cut into chunks of at most the store's
+//! `chunk_max_bytes` (1 MiB by default); each chunk sits in one extent of
+//! whole 4 KiB pages (so a 1 KiB object costs one page, not a chunk) and
+//! carries the CRC32C of its bytes. Chunks may be shorter than the maximum:
+//! the last one of an object or of a multipart part, or when free space is
+//! fragmented. The [`ObjectWriter`] streams bytes to disk as they arrive,
+//! holding one chunk in memory whatever the object size, and computes the
+//! MD5 that S3 uses as the ETag. The [`ObjectReader`] streams a byte range
+//! back, verifying each chunk before any of its bytes leave: a mismatch is
+//! an [`ObjectError::Corrupt`] naming the chunk, never wrong bytes.
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+use crate::block::{BlockDevice, BlockError, IoBuf};
+use crate::checksum::crc32c;
+use crate::space::{Extent, PAGE_BYTES, SpaceError};
+
+/// One stored chunk: where it is, how many bytes of it are data, and their
+/// CRC32C.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub extent: Extent,
+    pub len_bytes: u32,
+    pub crc32c: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectError {
+    Block(BlockError),
+    Space(SpaceError),
+    /// A chunk's bytes do not match its checksum.
+    Corrupt {
+        chunk_index: usize,
+        start_page: u64,
+        expected_crc32c: u32,
+        actual_crc32c: u32,
+    },
+    /// The device's blocks do not divide a page.
+    UnsupportedBlockSize(u32),
+    /// A byte range outside the object.
+    RangeOutOfBounds,
+}
+
+impl From<BlockError> for ObjectError {
+    fn from(error: BlockError) -> Self {
+        Self::Block(error)
+    }
+}
+
+impl From<SpaceError> for ObjectError {
+    fn from(error: SpaceError) -> Self {
+        Self::Space(error)
+    }
+}
+
+/// Where a writer gets pages from and gives back the ones it never
+/// committed. The engine implements it over its space map.
+pub trait SpaceSource {
+    fn allocate_up_to(&self, max_pages: u32) -> Result<Extent, SpaceError>;
+    fn release(&self, extent: Extent);
+}
+
+fn lba_of(device_block_bytes: u32, page: u64) -> Result<u64, ObjectError> {
+    if device_block_bytes == 0 || PAGE_BYTES % u64::from(device_block_bytes) != 0 {
+        return Err(ObjectError::UnsupportedBlockSize(device_block_bytes));
+    }
+    Ok(page * (PAGE_BYTES / u64::from(device_block_bytes)))
+}
+
+/// Writes `buf` (a whole number of pages) at `extent`.
+pub async fn write_pages<D: BlockDevice>(device: &D, extent: Extent, buf: IoBuf) -> (Result<(), ObjectError>, IoBuf) {
+    let lba = match lba_of(device.geometry().block_bytes, extent.start_page) {
+        Ok(lba) => lba,
+        Err(error) => return (Err(error), buf),
+    };
+    let (result, buf) = device.write(lba, buf).await;
+    (result.map_err(ObjectError::from), buf)
+}
+
+/// Reads the pages of `extent`.
+pub async fn read_pages<D: BlockDevice>(device: &D, extent: Extent) -> Result<IoBuf, ObjectError> {
+    let lba = lba_of(device.geometry().block_bytes, extent.start_page)?;
+    let (result, buf) = device.read(lba, IoBuf::zeroed(extent.bytes() as usize)).await;
+    result?;
+    Ok(buf)
+}
+
+/// Chunks written but not yet referenced by a durable record. Dropping it
+/// gives the space back; the engine calls [`PendingChunks::into_committed`]
+/// once a record owns them.
+pub struct PendingChunks<'a, S: SpaceSource> {
+    space: &'a S,
+    chunks: Vec<ChunkRef>,
+}
+
+impl<'a, S: SpaceSource> PendingChunks<'a, S> {
+    pub fn chunks(&self) -> &[ChunkRef] {
+        &self.chunks
+    }
+
+    /// The record that references the chunks now owns their space.
+    pub fn into_committed(mut self) -> Vec<ChunkRef> {
+        core::mem::take(&mut self.chunks)
+    }
+}
+
+impl<S: SpaceSource> Drop for PendingChunks<'_, S> {
+    fn drop(&mut self) {
+        for chunk in self.chunks.drain(..) {
+            self.space.release(chunk.extent);
+        }
+    }
+}
+
+/// What a finished writer produced.
+pub struct WrittenObject<'a, S: SpaceSource> {
+    pub chunks: PendingChunks<'a, S>,
+    pub size_bytes: u64,
+    pub md5: [u8; 16],
+}
+
+/// Streams an object's bytes to free space, one chunk in memory.
+pub struct ObjectWriter<'a, D: BlockDevice, S: SpaceSource> {
+    device: &'a D,
+    pending: PendingChunks<'a, S>,
+    chunk_max_bytes: usize,
+    buf: IoBuf,
+    filled: usize,
+    size_bytes: u64,
+    md5: Md5,
+}
+
+impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
+    /// `chunk_max_bytes` is rounded up to whole pages.
+    pub fn new(device: &'a D, space: &'a S, chunk_max_bytes: usize) -> Self {
+        let chunk_max_bytes = chunk_max_bytes.max(1).next_multiple_of(PAGE_BYTES as usize);
+        Self {
+            device,
+            pending: PendingChunks { space, chunks: Vec::new() },
+            chunk_max_bytes,
+            buf: IoBuf::zeroed(chunk_max_bytes),
+            filled: 0,
+            size_bytes: 0,
+            md5: Md5::new(),
+        }
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), ObjectError> {
+        self.md5.update(data);
+        self.size_bytes += data.len() as u64;
+        while !data.is_empty() {
+            let take = data.len().min(self.chunk_max_bytes - self.filled);
+            self.buf.set_len(self.chunk_max_bytes);
+            self.buf.as_mut_slice()[self.filled..self.filled + take].copy_from_slice(&data[..take]);
+            self.filled += take;
+            data = &data[take..];
+            if self.filled == self.chunk_max_bytes {
+                self.write_buffered().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered as one or more chunks (more when free space
+    /// is fragmented).
+    async fn write_buffered(&mut self) -> Result<(), ObjectError> {
+        while self.filled > 0 {
+            let pages = self.filled.div_ceil(PAGE_BYTES as usize) as u32;
+            let extent = self.pending.space.allocate_up_to(pages)?;
+            // Record the extent first so that an error below still returns it.
+            let data_bytes = (extent.bytes() as usize).min(self.filled);
+            let chunk_crc = crc32c(&self.buf.as_slice()[..data_bytes]);
+            self.pending.chunks.push(ChunkRef { extent, len_bytes: data_bytes as u32, crc32c: chunk_crc });
+            // Zero the padding so no stale bytes of an earlier chunk reach the disk.
+            self.buf.set_len(extent.bytes() as usize);
+            self.buf.as_mut_slice()[data_bytes..].fill(0);
+            let buf = core::mem::replace(&mut self.buf, IoBuf::zeroed(0));
+            let (result, buf) = write_pages(self.device, extent, buf).await;
+            self.buf = buf;
+            result?;
+            self.buf.set_len(self.chunk_max_bytes);
+            self.buf.as_mut_slice().copy_within(data_bytes..self.filled, 0);
+            self.filled -= data_bytes;
+        }
+        Ok(())
+    }
+
+    /// Writes the last partial chunk. The chunks are not durable until the
+    /// device is flushed, and not referenced until the engine commits them.
+    pub async fn finish(mut self) -> Result<WrittenObject<'a, S>, ObjectError> {
+        self.write_buffered().await?;
+        let md5 = self.md5.finalize_reset().into();
+        let chunks = PendingChunks { space: self.pending.space, chunks: core::mem::take(&mut self.pending.chunks) };
+        Ok(WrittenObject { chunks, size_bytes: self.size_bytes, md5 })
+    }
+}
+
+/// Total data bytes of a chunk list.
+pub fn layout_bytes(chunks: &[ChunkRef]) -> u64 {
+    chunks.iter().map(|chunk| u64::from(chunk.len_bytes)).sum()
+}
+
+/// Reads one chunk and checks it. `chunk_index` only names it in errors.
+pub async fn read_chunk<D: BlockDevice>(
+    device: &D,
+    chunk: &ChunkRef,
+    chunk_index: usize,
+) -> Result<IoBuf, ObjectError> {
+    let mut buf = read_pages(device, chunk.extent).await?;
+    if chunk.len_bytes as usize > buf.len() {
+        return Err(ObjectError::Corrupt {
+            chunk_index,
+            start_page: chunk.extent.start_page,
+            expected_crc32c: chunk.crc32c,
+            actual_crc32c: 0,
+        });
+    }
+    buf.set_len(chunk.len_bytes as usize);
+    let actual = crc32c(buf.as_slice());
+    if actual != chunk.crc32c {
+        return Err(ObjectError::Corrupt {
+            chunk_index,
+            start_page: chunk.extent.start_page,
+            expected_crc32c: chunk.crc32c,
+            actual_crc32c: actual,
+        });
+    }
+    Ok(buf)
+}
+
+/// Verified bytes of one chunk: `buf[range]` belongs to the requested range.
+pub struct ChunkBytes {
+    pub buf: IoBuf,
+    pub range: Range<usize>,
+}
+
+impl ChunkBytes {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf.as_slice()[self.range.clone()]
+    }
+}
+
+/// Streams the bytes `range` of an object, chunk by chunk.
+pub struct ObjectReader<'a, D: BlockDevice> {
+    device: &'a D,
+    chunks: &'a [ChunkRef],
+    next_chunk: usize,
+    /// Object offset where `next_chunk` starts.
+    chunk_start: u64,
+    range: Range<u64>,
+}
+
+impl<'a, D: BlockDevice> ObjectReader<'a, D> {
+    pub fn new(device: &'a D, chunks: &'a [ChunkRef], range: Range<u64>) -> Result<Self, ObjectError> {
+        if range.start > range.end || range.end > layout_bytes(chunks) {
+            return Err(ObjectError::RangeOutOfBounds);
+        }
+        // Skip whole chunks before the range without reading them.
+        let mut next_chunk = 0;
+        let mut chunk_start = 0;
+        while next_chunk < chunks.len() && chunk_start + u64::from(chunks[next_chunk].len_bytes) <= range.start {
+            chunk_start += u64::from(chunks[next_chunk].len_bytes);
+            next_chunk += 1;
+        }
+        Ok(Self { device, chunks, next_chunk, chunk_start, range })
+    }
+
+    /// The next verified piece of the range, or `None` at its end.
+    pub async fn next(&mut self) -> Option<Result<ChunkBytes, ObjectError>> {
+        while self.next_chunk < self.chunks.len() && self.chunk_start < self.range.end {
+            let index = self.next_chunk;
+            let chunk = &self.chunks[index];
+            let start = self.chunk_start;
+            self.next_chunk += 1;
+            self.chunk_start += u64::from(chunk.len_bytes);
+            if chunk.len_bytes == 0 {
+                continue;
+            }
+            let buf = match read_chunk(self.device, chunk, index).await {
+                Ok(buf) => buf,
+                Err(error) => {
+                    self.next_chunk = self.chunks.len();
+                    return Some(Err(error));
+                }
+            };
+            let from = self.range.start.saturating_sub(start) as usize;
+            let to = (self.range.end - start).min(u64::from(chunk.len_bytes)) as usize;
+            return Some(Ok(ChunkBytes { buf, range: from..to }));
+        }
+        None
+    }
+}
