@@ -67,7 +67,7 @@ pub trait SpaceSource {
 }
 
 fn lba_of(device_block_bytes: u32, page: u64) -> Result<u64, ObjectError> {
-    if device_block_bytes == 0 || PAGE_BYTES % u64::from(device_block_bytes) != 0 {
+    if device_block_bytes == 0 || !PAGE_BYTES.is_multiple_of(u64::from(device_block_bytes)) {
         return Err(ObjectError::UnsupportedBlockSize(device_block_bytes));
     }
     Ok(page * (PAGE_BYTES / u64::from(device_block_bytes)))

@@ -227,7 +227,7 @@ impl<T> Versions<T> {
             newer_created_ms = created;
         }
         if let [Entry::DeleteMarker { .. }] = kept.as_slice() {
-            removed.extend(kept.drain(..));
+            removed.append(&mut kept);
         }
         self.newest_first = kept;
         removed
