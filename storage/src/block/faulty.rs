@@ -11,7 +11,10 @@
 use alloc::collections::BTreeSet;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::future::{Future, ready};
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll};
 
 use spin::Mutex;
 
@@ -57,12 +60,40 @@ struct State {
     rng: u64,
     writes: u64,
     flushes: u64,
+    /// Writes and flushes started so far, and the one that loses power.
+    ops: u64,
+    cut_at_op: Option<u64>,
+    last_cut: Option<CutReport>,
 }
 
 pub struct SimDisk {
     geometry: Geometry,
     faults: FaultConfig,
     state: Mutex<State>,
+    yielding: AtomicBool,
+}
+
+/// Completes after yielding to the executor once, as a real device's
+/// request does, so that concurrent tasks interleave around I/O.
+pub struct YieldOnce<T> {
+    value: Option<T>,
+    yielded: bool,
+}
+
+impl<T: Unpin> Future for YieldOnce<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        if !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        match self.value.take() {
+            Some(value) => Poll::Ready(value),
+            None => Poll::Pending,
+        }
+    }
 }
 
 fn next(rng: &mut u64) -> u64 {
@@ -88,7 +119,11 @@ impl SimDisk {
                 rng: seed | 1,
                 writes: 0,
                 flushes: 0,
+                ops: 0,
+                cut_at_op: None,
+                last_cut: None,
             }),
+            yielding: AtomicBool::new(false),
         }
     }
 
@@ -96,6 +131,40 @@ impl SimDisk {
     /// device is gone until `restart`.
     pub fn power_cut(&self) -> CutReport {
         let mut state = self.state.lock();
+        self.cut_locked(&mut state)
+    }
+
+    /// Loses power when the `op`-th write or flush from now starts (that
+    /// request fails, as does everything after it until `restart`).
+    pub fn cut_at_op(&self, op: u64) {
+        let mut state = self.state.lock();
+        state.cut_at_op = Some(state.ops + op.max(1));
+    }
+
+    /// What the last power cut did, if one happened.
+    pub fn last_cut(&self) -> Option<CutReport> {
+        self.state.lock().last_cut
+    }
+
+    /// Requests complete only after yielding to the executor once.
+    pub fn set_yielding(&self, yielding: bool) {
+        self.yielding.store(yielding, Ordering::Relaxed);
+    }
+
+    /// Counts one write or flush; cuts the power if it is the chosen one.
+    fn start_op(&self, state: &mut State) {
+        state.ops += 1;
+        if state.cut_at_op == Some(state.ops) {
+            state.cut_at_op = None;
+            self.cut_locked(state);
+        }
+    }
+
+    fn complete<T: Unpin>(&self, value: T) -> YieldOnce<T> {
+        YieldOnce { value: Some(value), yielded: !self.yielding.load(Ordering::Relaxed) }
+    }
+
+    fn cut_locked(&self, state: &mut State) -> CutReport {
         let mut report = CutReport::default();
         let pending = core::mem::take(&mut state.pending);
         for write in pending {
@@ -117,6 +186,7 @@ impl SimDisk {
         }
         state.visible = state.durable.clone();
         state.gone = true;
+        state.last_cut = Some(report);
         report
     }
 
@@ -171,13 +241,14 @@ impl BlockDevice for SimDisk {
             buf.as_mut_slice().copy_from_slice(&state.visible[start..start + len]);
             Ok(())
         })();
-        ready((result, buf))
+        self.complete((result, buf))
     }
 
     fn write(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
         let result = (|| {
             self.geometry.check(lba, buf.len())?;
             let mut state = self.state.lock();
+            self.start_op(&mut state);
             if state.gone {
                 return Err(BlockError::DeviceGone);
             }
@@ -187,11 +258,12 @@ impl BlockDevice for SimDisk {
             state.writes += 1;
             Ok(())
         })();
-        ready((result, buf))
+        self.complete((result, buf))
     }
 
     fn flush(&self) -> impl Future<Output = Result<(), BlockError>> {
         let mut state = self.state.lock();
+        self.start_op(&mut state);
         let result = if state.gone {
             Err(BlockError::DeviceGone)
         } else {
@@ -202,6 +274,7 @@ impl BlockDevice for SimDisk {
             state.flushes += 1;
             Ok(())
         };
-        ready(result)
+        drop(state);
+        self.complete(result)
     }
 }

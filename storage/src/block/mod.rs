@@ -93,3 +93,27 @@ pub trait BlockDevice {
         core::future::ready(checked)
     }
 }
+
+/// A shared device is a device: the store can own an `Arc` while a test
+/// keeps another to cut its power.
+impl<T: BlockDevice + ?Sized> BlockDevice for alloc::sync::Arc<T> {
+    fn geometry(&self) -> Geometry {
+        (**self).geometry()
+    }
+
+    fn read(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        (**self).read(lba, buf)
+    }
+
+    fn write(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        (**self).write(lba, buf)
+    }
+
+    fn flush(&self) -> impl Future<Output = Result<(), BlockError>> {
+        (**self).flush()
+    }
+
+    fn discard(&self, lba: u64, blocks: u64) -> impl Future<Output = Result<(), BlockError>> {
+        (**self).discard(lba, blocks)
+    }
+}

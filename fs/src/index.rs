@@ -1,0 +1,186 @@
+//! The ordered key index: listing with prefix, delimiter and pagination.
+//!
+//! Keys live in a `BTreeMap` per bucket, ordered by their UTF-8 bytes as
+//! S3 orders them. A page is described by where it starts (`start_after`,
+//! exclusive: S3's StartAfter, or the last item of the previous page for a
+//! continuation) and yields keys and common prefixes in order. A page ends
+//! at its last item and the next one starts strictly after it, so pages
+//! neither repeat nor skip a key that exists throughout, whatever others
+//! write between them. A common prefix is emitted only if it sorts after
+//! `start_after`; keys under it are skipped with one seek, not one by one.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Bound;
+
+/// S3 caps a listing page at 1,000 entries.
+pub const MAX_KEYS_LIMIT: usize = 1000;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListQuery<'a> {
+    pub prefix: &'a str,
+    pub delimiter: Option<&'a str>,
+    /// Exclusive lower bound (StartAfter, or a continuation token's key).
+    pub start_after: Option<&'a str>,
+    /// At most this many keys plus common prefixes (capped at 1,000).
+    pub max_keys: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListItem<'a, V> {
+    Key(&'a str, &'a V),
+    CommonPrefix(String),
+}
+
+impl<V> ListItem<'_, V> {
+    /// The position of the item in key order (what a continuation resumes after).
+    pub fn marker(&self) -> &str {
+        match self {
+            Self::Key(key, _) => key,
+            Self::CommonPrefix(prefix) => prefix,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListPage<'a, V> {
+    pub items: Vec<ListItem<'a, V>>,
+    /// More items follow; resume after [`ListPage::next_marker`].
+    pub is_truncated: bool,
+}
+
+impl<V> ListPage<'_, V> {
+    pub fn next_marker(&self) -> Option<&str> {
+        if self.is_truncated { self.items.last().map(ListItem::marker) } else { None }
+    }
+}
+
+/// The smallest string greater than every string that starts with
+/// `prefix`, if one exists (the prefix with its last character bumped).
+fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = u32::from(last) + 1;
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(bumped) = char::from_u32(next) {
+            chars.push(bumped);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// One page of `map` for `query`. `visible` filters keys out without
+/// ending the page (keys whose current version is a delete marker).
+pub fn list<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    query: &ListQuery<'_>,
+    visible: impl Fn(&V) -> bool,
+) -> ListPage<'a, V> {
+    let max_keys = query.max_keys.min(MAX_KEYS_LIMIT);
+    let mut items = Vec::new();
+    let mut lower: Bound<String> = match query.start_after {
+        Some(after) if after >= query.prefix => Bound::Excluded(String::from(after)),
+        _ => Bound::Included(String::from(query.prefix)),
+    };
+    loop {
+        let mut jumped = false;
+        let range = map.range::<String, _>((lower.clone(), Bound::Unbounded));
+        for (key, value) in range {
+            if !key.starts_with(query.prefix) {
+                return ListPage { items, is_truncated: false };
+            }
+            let rest = &key[query.prefix.len()..];
+            let common = query
+                .delimiter
+                .filter(|delimiter| !delimiter.is_empty())
+                .and_then(|delimiter| rest.find(delimiter).map(|at| &key[..query.prefix.len() + at + delimiter.len()]));
+            match common {
+                Some(common) => {
+                    let after_marker = query.start_after.is_none_or(|after| common > after);
+                    // A common prefix groups keys that may all be hidden; it
+                    // is listed only if one of them is visible.
+                    let any_visible = after_marker && group_has_visible(map, common, &visible);
+                    if any_visible {
+                        if items.len() == max_keys {
+                            return ListPage { items, is_truncated: true };
+                        }
+                        items.push(ListItem::CommonPrefix(String::from(common)));
+                    }
+                    match prefix_successor(common) {
+                        Some(successor) => {
+                            lower = Bound::Included(successor);
+                            jumped = true;
+                            break;
+                        }
+                        None => return ListPage { items, is_truncated: false },
+                    }
+                }
+                None => {
+                    if !visible(value) {
+                        continue;
+                    }
+                    if items.len() == max_keys {
+                        return ListPage { items, is_truncated: true };
+                    }
+                    items.push(ListItem::Key(key, value));
+                }
+            }
+        }
+        if !jumped {
+            return ListPage { items, is_truncated: false };
+        }
+    }
+}
+
+fn group_has_visible<V>(map: &BTreeMap<String, V>, common: &str, visible: &impl Fn(&V) -> bool) -> bool {
+    map.range::<str, _>((Bound::Included(common), Bound::Unbounded))
+        .take_while(|(key, _)| key.starts_with(common))
+        .any(|(_, value)| visible(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(keys: &[&str]) -> BTreeMap<String, u32> {
+        keys.iter().enumerate().map(|(i, k)| (String::from(*k), i as u32)).collect()
+    }
+
+    fn markers(page: &ListPage<'_, u32>) -> Vec<String> {
+        page.items.iter().map(|item| String::from(item.marker())).collect()
+    }
+
+    #[test]
+    fn prefix_delimiter_and_pages() {
+        let map = map(&["a", "b/1", "b/2", "b/c/3", "c", "d/x"]);
+        let query = ListQuery { prefix: "", delimiter: Some("/"), start_after: None, max_keys: 3 };
+        let page = list(&map, &query, |_| true);
+        assert_eq!(markers(&page), ["a", "b/", "c"]);
+        assert!(page.is_truncated);
+        let next = ListQuery { start_after: page.next_marker(), ..query };
+        let page = list(&map, &next, |_| true);
+        assert_eq!(markers(&page), ["d/"]);
+        assert!(!page.is_truncated);
+        let query = ListQuery { prefix: "b/", delimiter: Some("/"), start_after: None, max_keys: 1000 };
+        assert_eq!(markers(&list(&map, &query, |_| true)), ["b/1", "b/2", "b/c/"]);
+    }
+
+    #[test]
+    fn hidden_keys_do_not_count_or_make_prefixes() {
+        let map = map(&["a", "b/1", "c"]);
+        let query = ListQuery { prefix: "", delimiter: Some("/"), start_after: None, max_keys: 10 };
+        assert_eq!(markers(&list(&map, &query, |v| *v != 1)), ["a", "c"]);
+    }
+
+    #[test]
+    fn successor_skips_surrogates_and_carries() {
+        assert_eq!(prefix_successor("a/").as_deref(), Some("a0"));
+        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{10FFFF}"), None);
+    }
+}

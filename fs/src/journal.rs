@@ -1,0 +1,302 @@
+//! The write-ahead journal: batches of records in a circular region.
+//!
+//! A batch is one write of whole 4 KiB pages: a 64-byte header, then the
+//! records, each a little-endian `u32` length and its postcard bytes.
+//!
+//! | offset | bytes | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `RCS3JNL1` |
+//! | 8 | 4 | format version (1) |
+//! | 12 | 4 | kind: 1 records, 2 padding (the region wraps to page 0 after it) |
+//! | 16 | 8 | sequence number of the first record |
+//! | 24 | 4 | record count |
+//! | 28 | 4 | pages, header page included |
+//! | 32 | 4 | payload bytes (after the header) |
+//! | 36 | 4 | CRC32C of the payload |
+//! | 40 | 4 | chain: header CRC of the previous batch |
+//! | 44 | 16 | zero |
+//! | 60 | 4 | CRC32C of bytes 0..60 |
+//!
+//! Replay starts where the superblock says (position, expected sequence,
+//! expected chain value) and takes batches while each is whole and valid,
+//! starts with the next expected sequence number and names the previous
+//! batch's CRC as its chain. The first batch that fails any check is the
+//! torn or stale end of the log: replay stops cleanly there, and the next
+//! batch is written in its place. The chain is what keeps a stale batch of
+//! an earlier lap, or one written before a crash after a batch that did
+//! not survive, from being taken for the next one.
+//!
+//! A batch is acknowledged only after the device flush that follows its
+//! write, so whatever replay drops was never acknowledged.
+
+use alloc::vec::Vec;
+
+use storage::block::IoBuf;
+use storage::checksum::crc32c;
+use storage::space::PAGE_BYTES;
+
+use crate::record::JournalRecord;
+
+pub const MAGIC: [u8; 8] = *b"RCS3JNL1";
+pub const FORMAT_VERSION: u32 = 1;
+pub const HEADER_BYTES: usize = 64;
+const PAGE: usize = PAGE_BYTES as usize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchKind {
+    Records,
+    Padding,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub kind: BatchKind,
+    pub first_seq: u64,
+    pub record_count: u32,
+    pub pages: u32,
+    pub payload_bytes: u32,
+    pub payload_crc: u32,
+    pub prev_crc: u32,
+    /// CRC of the encoded header: the next batch's chain value.
+    pub header_crc: u32,
+}
+
+/// Why a page is not the batch replay expects (the end of the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchEnd {
+    BadMagic,
+    UnknownVersion(u32),
+    BadHeaderCrc,
+    WrongSequence { expected: u64, found: u64 },
+    BrokenChain,
+    BadLength,
+    BadPayloadCrc,
+}
+
+/// A batch that passed its checksums but whose records do not decode:
+/// not a torn write but a format error, which must stop the open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UndecodableRecord {
+    pub seq: u64,
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+impl BatchHeader {
+    fn encode_into(&mut self, out: &mut [u8]) {
+        out[..HEADER_BYTES].fill(0);
+        out[0..8].copy_from_slice(&MAGIC);
+        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let kind: u32 = match self.kind {
+            BatchKind::Records => 1,
+            BatchKind::Padding => 2,
+        };
+        out[12..16].copy_from_slice(&kind.to_le_bytes());
+        out[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
+        out[24..28].copy_from_slice(&self.record_count.to_le_bytes());
+        out[28..32].copy_from_slice(&self.pages.to_le_bytes());
+        out[32..36].copy_from_slice(&self.payload_bytes.to_le_bytes());
+        out[36..40].copy_from_slice(&self.payload_crc.to_le_bytes());
+        out[40..44].copy_from_slice(&self.prev_crc.to_le_bytes());
+        self.header_crc = crc32c(&out[..60]);
+        out[60..64].copy_from_slice(&self.header_crc.to_le_bytes());
+    }
+
+    /// Checks the header page against what replay expects next.
+    pub fn decode_checked(page: &[u8], expected_seq: u64, expected_prev_crc: u32) -> Result<Self, BatchEnd> {
+        if page.len() < HEADER_BYTES || page[0..8] != MAGIC {
+            return Err(BatchEnd::BadMagic);
+        }
+        if crc32c(&page[..60]) != le_u32(page, 60) {
+            return Err(BatchEnd::BadHeaderCrc);
+        }
+        let version = le_u32(page, 8);
+        if version != FORMAT_VERSION {
+            return Err(BatchEnd::UnknownVersion(version));
+        }
+        let kind = match le_u32(page, 12) {
+            1 => BatchKind::Records,
+            2 => BatchKind::Padding,
+            _ => return Err(BatchEnd::BadLength),
+        };
+        let header = Self {
+            kind,
+            first_seq: le_u64(page, 16),
+            record_count: le_u32(page, 24),
+            pages: le_u32(page, 28),
+            payload_bytes: le_u32(page, 32),
+            payload_crc: le_u32(page, 36),
+            prev_crc: le_u32(page, 40),
+            header_crc: le_u32(page, 60),
+        };
+        if header.first_seq != expected_seq {
+            return Err(BatchEnd::WrongSequence { expected: expected_seq, found: header.first_seq });
+        }
+        if header.prev_crc != expected_prev_crc {
+            return Err(BatchEnd::BrokenChain);
+        }
+        let needed = (HEADER_BYTES + header.payload_bytes as usize).div_ceil(PAGE);
+        let fits = match kind {
+            BatchKind::Records => header.pages as usize == needed,
+            BatchKind::Padding => header.pages >= 1 && header.payload_bytes == 0 && header.record_count == 0,
+        };
+        if !fits {
+            return Err(BatchEnd::BadLength);
+        }
+        Ok(header)
+    }
+
+    /// Checks the whole batch (`bytes` starts with the header page) and
+    /// returns its records.
+    pub fn records(&self, bytes: &[u8]) -> Result<Result<Vec<JournalRecord>, UndecodableRecord>, BatchEnd> {
+        let end = HEADER_BYTES + self.payload_bytes as usize;
+        if bytes.len() < end {
+            return Err(BatchEnd::BadLength);
+        }
+        let payload = &bytes[HEADER_BYTES..end];
+        if crc32c(payload) != self.payload_crc {
+            return Err(BatchEnd::BadPayloadCrc);
+        }
+        let mut records = Vec::with_capacity(self.record_count as usize);
+        let mut rest = payload;
+        for index in 0..u64::from(self.record_count) {
+            let undecodable = UndecodableRecord { seq: self.first_seq + index };
+            if rest.len() < 4 {
+                return Ok(Err(undecodable));
+            }
+            let len = le_u32(rest, 0) as usize;
+            let Some(encoded) = rest.get(4..4 + len) else { return Ok(Err(undecodable)) };
+            match postcard::from_bytes::<JournalRecord>(encoded) {
+                Ok(record) => records.push(record),
+                Err(_) => return Ok(Err(undecodable)),
+            }
+            rest = &rest[4 + len..];
+        }
+        if !rest.is_empty() {
+            return Ok(Err(UndecodableRecord { seq: self.first_seq + u64::from(self.record_count) }));
+        }
+        Ok(Ok(records))
+    }
+}
+
+/// Encodes one record as it sits in a batch payload.
+pub fn encode_record(record: &JournalRecord) -> Vec<u8> {
+    // postcard cannot fail on these types except by running out of memory,
+    // which the global allocator turns into an abort anyway.
+    let body = postcard::to_allocvec(record).unwrap_or_default();
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Pages a batch of these encoded records takes.
+pub fn batch_pages(encoded: &[Vec<u8>]) -> u32 {
+    let payload: usize = encoded.iter().map(Vec::len).sum();
+    (HEADER_BYTES + payload).div_ceil(PAGE) as u32
+}
+
+/// The pages of a records batch, and its header (for the chain).
+pub fn encode_batch(first_seq: u64, prev_crc: u32, encoded: &[Vec<u8>]) -> (IoBuf, BatchHeader) {
+    let payload_bytes: usize = encoded.iter().map(Vec::len).sum();
+    let pages = batch_pages(encoded);
+    let mut buf = IoBuf::zeroed(pages as usize * PAGE);
+    let bytes = buf.as_mut_slice();
+    let mut at = HEADER_BYTES;
+    for record in encoded {
+        bytes[at..at + record.len()].copy_from_slice(record);
+        at += record.len();
+    }
+    let mut header = BatchHeader {
+        kind: BatchKind::Records,
+        first_seq,
+        record_count: encoded.len() as u32,
+        pages,
+        payload_bytes: payload_bytes as u32,
+        payload_crc: crc32c(&bytes[HEADER_BYTES..at]),
+        prev_crc,
+        header_crc: 0,
+    };
+    header.encode_into(bytes);
+    (buf, header)
+}
+
+/// The header page of a padding batch covering `pages` up to the end of
+/// the region.
+pub fn encode_padding(next_seq: u64, prev_crc: u32, pages: u32) -> (IoBuf, BatchHeader) {
+    let mut buf = IoBuf::zeroed(PAGE);
+    let mut header = BatchHeader {
+        kind: BatchKind::Padding,
+        first_seq: next_seq,
+        record_count: 0,
+        pages,
+        payload_bytes: 0,
+        payload_crc: crc32c(&[]),
+        prev_crc,
+        header_crc: 0,
+    };
+    header.encode_into(buf.as_mut_slice());
+    (buf, header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+
+    fn record(name: &str) -> JournalRecord {
+        JournalRecord::BucketCreated { name: String::from(name), owner: String::from("o"), created_ms: 1 }
+    }
+
+    #[test]
+    fn batch_round_trip_and_checks() {
+        let encoded = [encode_record(&record("a")), encode_record(&record("b"))];
+        let (buf, header) = encode_batch(10, 77, &encoded);
+        let bytes = buf.as_slice();
+        let decoded = BatchHeader::decode_checked(bytes, 10, 77).unwrap();
+        assert_eq!(decoded, header);
+        assert_eq!(decoded.records(bytes), Ok(Ok(alloc::vec![record("a"), record("b")])));
+        assert_eq!(
+            BatchHeader::decode_checked(bytes, 11, 77),
+            Err(BatchEnd::WrongSequence { expected: 11, found: 10 })
+        );
+        assert_eq!(BatchHeader::decode_checked(bytes, 10, 78), Err(BatchEnd::BrokenChain));
+        let mut torn = bytes.to_vec();
+        torn[HEADER_BYTES + 3] ^= 1;
+        assert_eq!(decoded.records(&torn), Err(BatchEnd::BadPayloadCrc));
+        torn[20] ^= 1;
+        assert_eq!(BatchHeader::decode_checked(&torn, 10, 77), Err(BatchEnd::BadHeaderCrc));
+        assert_eq!(BatchHeader::decode_checked(&[0; 4096], 10, 77), Err(BatchEnd::BadMagic));
+    }
+
+    #[test]
+    fn padding_round_trip() {
+        let (buf, header) = encode_padding(5, 9, 3);
+        let decoded = BatchHeader::decode_checked(buf.as_slice(), 5, 9).unwrap();
+        assert_eq!((decoded.kind, decoded.pages, decoded.header_crc), (BatchKind::Padding, 3, header.header_crc));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut page = alloc::vec![0u8; 4096];
+        page[..8].copy_from_slice(&MAGIC);
+        for seed in 0..2000u32 {
+            for (i, byte) in page.iter_mut().enumerate().skip(8).take(64) {
+                *byte = (seed.wrapping_mul(2_654_435_761).wrapping_add(i as u32) >> 7) as u8;
+            }
+            if let Ok(header) = BatchHeader::decode_checked(&page, le_u64(&page, 16), le_u32(&page, 40)) {
+                let _ = header.records(&page);
+            }
+        }
+    }
+}

@@ -1,0 +1,1115 @@
+//! The store: a crash-safe object store on one block device.
+//!
+//! Layout: two superblock copies (pages 0 and 1, see [`crate::layout`]),
+//! the journal region, then the data region where object chunks and
+//! checkpoints live in extents.
+//!
+//! A change is applied to the in-memory [`MetaState`] when it is submitted
+//! (so the next request sees it) and acknowledged once durable. One task at
+//! a time is the committer: it takes every record submitted so far,
+//! flushes the device (making the data chunks those records reference
+//! durable), writes them as one journal batch, and flushes again; all
+//! their submitters wake together (group commit). When the journal is half
+//! full the committer writes a checkpoint (the whole state, into data
+//! extents) instead of a batch, then a new superblock that starts replay
+//! after it. An I/O error while committing stops the store: memory may then
+//! hold changes the disk does not, so every later call fails until the
+//! store is opened again, which replays what is durable.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::ops::Range;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::task::{Poll, Waker};
+
+use serde::{Deserialize, Serialize};
+use spin::Mutex;
+use storage::block::{BlockDevice, BlockError, IoBuf};
+use storage::checksum::crc32c;
+use storage::object::{
+    ChunkRef, ObjectError, ObjectReader, ObjectWriter, SpaceSource, WrittenObject, read_chunk, read_pages, write_pages,
+};
+use storage::space::{Extent, PAGE_BYTES, SpaceError, SpaceMap};
+use storage::version::{Entry, VersionId, VersionIdGenerator, Versioning};
+
+use crate::catalog::{Capabilities, Quota, Usage};
+use crate::journal::{self, BatchEnd, BatchHeader, BatchKind};
+use crate::layout::{Superblock, SuperblockError};
+use crate::record::{JournalRecord, ObjectMeta, PartMeta, UploadTemplate};
+use crate::state::{MetaError, MetaState, hex, multipart_etag};
+
+const PAGE: usize = PAGE_BYTES as usize;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    Block(BlockError),
+    Object(ObjectError),
+    Space(SpaceError),
+    Meta(MetaError),
+    /// Neither superblock copy is valid: not a Rustcore volume.
+    NotFormatted(SuperblockError),
+    DeviceTooSmall,
+    /// The checkpoint does not verify or decode.
+    CorruptCheckpoint,
+    /// A journal batch verified but a record in it does not decode or
+    /// apply: a format error, not a torn write. Nothing is guessed.
+    CorruptJournal {
+        seq: u64,
+    },
+    /// The referenced extents overlap or leave the data region.
+    CorruptSpace(SpaceError),
+    /// One record larger than a quarter of the journal.
+    RecordTooLarge,
+    /// A commit failed earlier; open the store again.
+    Stopped,
+}
+
+impl From<BlockError> for StoreError {
+    fn from(error: BlockError) -> Self {
+        Self::Block(error)
+    }
+}
+
+impl From<ObjectError> for StoreError {
+    fn from(error: ObjectError) -> Self {
+        Self::Object(error)
+    }
+}
+
+impl From<MetaError> for StoreError {
+    fn from(error: MetaError) -> Self {
+        Self::Meta(error)
+    }
+}
+
+impl From<SpaceError> for StoreError {
+    fn from(error: SpaceError) -> Self {
+        Self::Space(error)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FormatOptions {
+    /// Journal size; default: 1/64 of the device, between 64 KiB and 256 MiB.
+    pub journal_pages: Option<u64>,
+    pub chunk_max_bytes: u32,
+    pub min_part_bytes: u64,
+    /// Random: it also seeds the journal chain, so batches left on the
+    /// device by an earlier volume never replay into this one.
+    pub volume_id: [u8; 16],
+    pub now_ms: u64,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        Self { journal_pages: None, chunk_max_bytes: 1 << 20, min_part_bytes: 5 << 20, volume_id: [0; 16], now_ms: 0 }
+    }
+}
+
+/// What open found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenReport {
+    pub generation: u64,
+    pub checkpoint_seq: u64,
+    pub replayed_batches: u64,
+    pub replayed_records: u64,
+    /// Why replay stopped (the torn or stale end of the log).
+    pub end: BatchEnd,
+    pub free_pages: u64,
+}
+
+/// Written by a checkpoint into its manifest extent.
+#[derive(Serialize, Deserialize)]
+struct CheckpointManifest {
+    seq: u64,
+    state_bytes: u64,
+    chunks: Vec<ChunkRef>,
+}
+
+/// The data pages, shared by writers (which must leave a reserve for
+/// checkpoints) and the committer (which may use it).
+pub struct SpaceCell {
+    map: Mutex<SpaceMap>,
+    reserve_pages: AtomicU64,
+}
+
+impl SpaceSource for SpaceCell {
+    fn allocate_up_to(&self, max_pages: u32) -> Result<Extent, SpaceError> {
+        let mut map = self.map.lock();
+        if map.free_pages() <= self.reserve_pages.load(Ordering::Relaxed) {
+            return Err(SpaceError::Full);
+        }
+        map.allocate_up_to(max_pages)
+    }
+
+    fn release(&self, extent: Extent) {
+        // Only a bug could make this fail; the consistency check reports
+        // the leak, and a running store must not stop over it.
+        let _ = self.map.lock().release(extent);
+    }
+}
+
+struct Unreserved<'a>(&'a SpaceCell);
+
+impl SpaceSource for Unreserved<'_> {
+    fn allocate_up_to(&self, max_pages: u32) -> Result<Extent, SpaceError> {
+        self.0.map.lock().allocate_up_to(max_pages)
+    }
+
+    fn release(&self, extent: Extent) {
+        let _ = self.0.map.lock().release(extent);
+    }
+}
+
+struct Inner {
+    meta: MetaState,
+    superblock: Superblock,
+    /// Extents of the checkpoint the durable superblock names.
+    checkpoint_extents: Vec<Extent>,
+    ids: VersionIdGenerator,
+    /// Journal page where the next batch goes, and the chain value it names.
+    head: u64,
+    prev_crc: u32,
+    /// Sequence number of the last record applied in memory.
+    applied_seq: u64,
+    /// Sequence number of the last record that is durable.
+    durable_seq: u64,
+    /// Encoded records `durable_seq + 1 ..= applied_seq`, not yet written.
+    pending: Vec<Vec<u8>>,
+    committing: bool,
+    /// The next commit writes a checkpoint whatever the journal's fill.
+    force_checkpoint: bool,
+    waiters: Vec<Waker>,
+    stopped: bool,
+    /// Start sequence of each active reader -> how many.
+    readers: BTreeMap<u64, usize>,
+}
+
+impl Inner {
+    fn journal_used_pages(&self) -> u64 {
+        let journal = self.superblock.journal_pages;
+        (self.head + journal - self.superblock.replay_position) % journal
+    }
+
+    fn wake_all(&mut self) {
+        for waker in self.waiters.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+enum Work {
+    /// Records to log, then maybe a checkpoint of the state they lead to.
+    Batch { encoded: Vec<Vec<u8>>, first_seq: u64, checkpoint: Option<Vec<u8>> },
+    /// The journal has no room for the records: the checkpoint takes them.
+    Absorb { state: Vec<u8>, through_seq: u64 },
+}
+
+pub struct Store<D: BlockDevice> {
+    device: D,
+    space: SpaceCell,
+    inner: Mutex<Inner>,
+    chunk_max_bytes: usize,
+    lbas_per_page: u64,
+}
+
+/// An object version opened for reading. While it lives, the space of the
+/// version is not reused even if the version is deleted or overwritten.
+pub struct ObjectHandle<'a, D: BlockDevice> {
+    store: &'a Store<D>,
+    pin_seq: u64,
+    pub id: VersionId,
+    pub meta: ObjectMeta,
+}
+
+impl<D: BlockDevice> ObjectHandle<'_, D> {
+    /// Streams `range` of the object, verifying every chunk.
+    pub fn read(&self, range: Range<u64>) -> Result<ObjectReader<'_, D>, ObjectError> {
+        ObjectReader::new(&self.store.device, &self.meta.chunks, range)
+    }
+}
+
+impl<D: BlockDevice> Drop for ObjectHandle<'_, D> {
+    fn drop(&mut self) {
+        let mut inner = self.store.inner.lock();
+        if let Some(count) = inner.readers.get_mut(&self.pin_seq) {
+            *count -= 1;
+            if *count == 0 {
+                inner.readers.remove(&self.pin_seq);
+            }
+        }
+        self.store.reclaim(&inner);
+    }
+}
+
+/// Facts a PUT stores besides the bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PutInfo {
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub checksums: Vec<(String, String)>,
+}
+
+/// What a DELETE did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The delete marker created, if any.
+    pub marker: Option<VersionId>,
+}
+
+/// Result of the consistency check.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    pub buckets: u64,
+    pub versions: u64,
+    pub chunks: u64,
+    pub used_pages: u64,
+    pub free_pages: u64,
+    pub problems: Vec<String>,
+}
+
+fn volume_chain_seed(volume_id: &[u8; 16]) -> u32 {
+    crc32c(volume_id)
+}
+
+impl<D: BlockDevice> Store<D> {
+    /// Writes an empty volume onto `device` and opens it.
+    pub async fn format(device: D, options: FormatOptions) -> Result<Self, StoreError> {
+        let geometry = device.geometry();
+        if geometry.block_bytes == 0 || !PAGE_BYTES.is_multiple_of(u64::from(geometry.block_bytes)) {
+            return Err(StoreError::Object(ObjectError::UnsupportedBlockSize(geometry.block_bytes)));
+        }
+        let total_pages = geometry.capacity_bytes() / PAGE_BYTES;
+        let journal_pages = options.journal_pages.unwrap_or((total_pages / 64).clamp(16, 65_536));
+        let chunk_max_bytes = options.chunk_max_bytes.max(PAGE as u32).next_multiple_of(PAGE as u32);
+        let data_start_page = 2 + journal_pages;
+        if journal_pages < 4 || data_start_page + 16 > total_pages {
+            return Err(StoreError::DeviceTooSmall);
+        }
+        let superblock = Superblock {
+            total_pages,
+            journal_start_page: 2,
+            journal_pages,
+            data_start_page,
+            chunk_max_bytes,
+            min_part_bytes: options.min_part_bytes.next_multiple_of(PAGE_BYTES),
+            generation: 1,
+            volume_id: options.volume_id,
+            checkpoint_seq: 0,
+            replay_position: 0,
+            replay_prev_crc: volume_chain_seed(&options.volume_id),
+            manifest: None,
+            created_ms: options.now_ms,
+        };
+        let lbas_per_page = PAGE_BYTES / u64::from(geometry.block_bytes);
+        // Both copies, so a stale copy of an earlier volume cannot win.
+        for generation in [0, 1] {
+            let copy = Superblock { generation, ..superblock };
+            let (result, _) = device.write(copy.copy_page() * lbas_per_page, IoBuf::from_slice(&copy.encode())).await;
+            result?;
+        }
+        device.flush().await?;
+        let (store, _) = Self::open(device).await?;
+        Ok(store)
+    }
+
+    /// Opens a volume: newest valid superblock, checkpoint, journal replay.
+    pub async fn open(device: D) -> Result<(Self, OpenReport), StoreError> {
+        let geometry = device.geometry();
+        if geometry.block_bytes == 0 || !PAGE_BYTES.is_multiple_of(u64::from(geometry.block_bytes)) {
+            return Err(StoreError::Object(ObjectError::UnsupportedBlockSize(geometry.block_bytes)));
+        }
+        let device_pages = geometry.capacity_bytes() / PAGE_BYTES;
+        let mut best: Result<Superblock, SuperblockError> = Err(SuperblockError::BadMagic);
+        for page in [0, 1] {
+            let buf = read_pages(&device, Extent { start_page: page, pages: 1 }).await?;
+            match Superblock::decode_checked(buf.as_slice(), device_pages) {
+                Ok(copy) if copy.copy_page() == page => {
+                    if best.as_ref().is_ok_and(|b| b.generation >= copy.generation) {
+                        continue;
+                    }
+                    best = Ok(copy);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    if best.is_err() {
+                        best = Err(error);
+                    }
+                }
+            }
+        }
+        let superblock = best.map_err(StoreError::NotFormatted)?;
+
+        // The checkpoint.
+        let mut checkpoint_extents = Vec::new();
+        let mut meta = MetaState::new(superblock.min_part_bytes);
+        if let Some(manifest_ref) = superblock.manifest {
+            let manifest_buf =
+                read_chunk(&device, &manifest_ref, 0).await.map_err(|_| StoreError::CorruptCheckpoint)?;
+            let manifest: CheckpointManifest =
+                postcard::from_bytes(manifest_buf.as_slice()).map_err(|_| StoreError::CorruptCheckpoint)?;
+            if manifest.seq != superblock.checkpoint_seq {
+                return Err(StoreError::CorruptCheckpoint);
+            }
+            let mut state = Vec::new();
+            for (index, chunk) in manifest.chunks.iter().enumerate() {
+                let buf = read_chunk(&device, chunk, index).await.map_err(|_| StoreError::CorruptCheckpoint)?;
+                state.extend_from_slice(buf.as_slice());
+                checkpoint_extents.push(chunk.extent);
+            }
+            if state.len() as u64 != manifest.state_bytes {
+                return Err(StoreError::CorruptCheckpoint);
+            }
+            meta = postcard::from_bytes(&state).map_err(|_| StoreError::CorruptCheckpoint)?;
+            checkpoint_extents.push(manifest_ref.extent);
+        }
+
+        // Replay.
+        let journal_pages = superblock.journal_pages;
+        let lbas_per_page = PAGE_BYTES / u64::from(geometry.block_bytes);
+        let mut position = superblock.replay_position;
+        let mut next_seq = superblock.checkpoint_seq + 1;
+        let mut prev_crc = superblock.replay_prev_crc;
+        let mut replayed_batches = 0;
+        let mut replayed_records = 0;
+        let mut visited_pages = 0u64;
+        let end = loop {
+            let header_page = Extent { start_page: superblock.journal_start_page + position, pages: 1 };
+            let first = match read_pages(&device, header_page).await {
+                Ok(buf) => buf,
+                Err(ObjectError::Block(BlockError::Io { .. })) => break BatchEnd::BadLength,
+                Err(error) => return Err(error.into()),
+            };
+            let header = match BatchHeader::decode_checked(first.as_slice(), next_seq, prev_crc) {
+                Ok(header) => header,
+                Err(end) => break end,
+            };
+            if position + u64::from(header.pages) > journal_pages
+                || visited_pages + u64::from(header.pages) > journal_pages
+            {
+                break BatchEnd::BadLength;
+            }
+            visited_pages += u64::from(header.pages);
+            if header.kind == BatchKind::Padding {
+                if position + u64::from(header.pages) != journal_pages {
+                    break BatchEnd::BadLength;
+                }
+                position = 0;
+                prev_crc = header.header_crc;
+                continue;
+            }
+            let whole = if header.pages > 1 {
+                let extent = Extent { start_page: superblock.journal_start_page + position, pages: header.pages };
+                match read_pages(&device, extent).await {
+                    Ok(buf) => buf,
+                    Err(ObjectError::Block(BlockError::Io { .. })) => break BatchEnd::BadLength,
+                    Err(error) => return Err(error.into()),
+                }
+            } else {
+                first
+            };
+            let records = match header.records(whole.as_slice()) {
+                Ok(Ok(records)) => records,
+                Ok(Err(undecodable)) => return Err(StoreError::CorruptJournal { seq: undecodable.seq }),
+                Err(end) => break end,
+            };
+            for (index, record) in records.iter().enumerate() {
+                meta.apply(record).map_err(|_| StoreError::CorruptJournal { seq: next_seq + index as u64 })?;
+            }
+            replayed_batches += 1;
+            replayed_records += records.len() as u64;
+            next_seq += records.len() as u64;
+            prev_crc = header.header_crc;
+            position = (position + u64::from(header.pages)) % journal_pages;
+        };
+
+        let mut used = meta.referenced_extents();
+        used.extend_from_slice(&checkpoint_extents);
+        let map = SpaceMap::from_used(superblock.data_start_page, superblock.total_pages, used)
+            .map_err(StoreError::CorruptSpace)?;
+        let free_pages = map.free_pages();
+        let reserve = reserve_for(&checkpoint_extents);
+        let ids = VersionIdGenerator::resume_after(meta.last_id);
+        let inner = Inner {
+            meta,
+            superblock,
+            checkpoint_extents,
+            ids,
+            head: position,
+            prev_crc,
+            applied_seq: next_seq - 1,
+            durable_seq: next_seq - 1,
+            pending: Vec::new(),
+            committing: false,
+            force_checkpoint: false,
+            waiters: Vec::new(),
+            stopped: false,
+            readers: BTreeMap::new(),
+        };
+        let store = Self {
+            device,
+            space: SpaceCell { map: Mutex::new(map), reserve_pages: AtomicU64::new(reserve) },
+            inner: Mutex::new(inner),
+            chunk_max_bytes: superblock.chunk_max_bytes as usize,
+            lbas_per_page,
+        };
+        let report = OpenReport {
+            generation: superblock.generation,
+            checkpoint_seq: superblock.checkpoint_seq,
+            replayed_batches,
+            replayed_records,
+            end,
+            free_pages,
+        };
+        Ok((store, report))
+    }
+
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    pub fn chunk_max_bytes(&self) -> usize {
+        self.chunk_max_bytes
+    }
+
+    /// A writer for the bytes of a new object or part.
+    pub fn writer(&self) -> ObjectWriter<'_, D, SpaceCell> {
+        ObjectWriter::new(&self.device, &self.space, self.chunk_max_bytes)
+    }
+
+    /// Reads the metadata under the lock (listings, bucket facts).
+    pub fn with_state<R>(&self, read: impl FnOnce(&MetaState) -> R) -> R {
+        read(&self.inner.lock().meta)
+    }
+
+    pub fn free_pages(&self) -> u64 {
+        self.space.map.lock().free_pages()
+    }
+
+    /// Applies a record made from the current state and waits until it is
+    /// durable. `make` runs under the lock, so what it checks still holds
+    /// when the record applies.
+    async fn commit<T>(
+        &self,
+        make: impl FnOnce(&mut Inner) -> Result<(JournalRecord, T), StoreError>,
+    ) -> Result<T, StoreError> {
+        let (seq, value) = {
+            let mut inner = self.inner.lock();
+            if inner.stopped {
+                return Err(StoreError::Stopped);
+            }
+            let (record, value) = make(&mut inner)?;
+            let encoded = journal::encode_record(&record);
+            let max_bytes = inner.superblock.journal_pages as usize * PAGE / 4;
+            if encoded.len() + journal::HEADER_BYTES > max_bytes {
+                return Err(StoreError::RecordTooLarge);
+            }
+            let freed = inner.meta.apply(&record)?;
+            inner.applied_seq += 1;
+            let seq = inner.applied_seq;
+            inner.pending.push(encoded);
+            let mut map = self.space.map.lock();
+            for extent in freed {
+                map.defer(extent, seq);
+            }
+            (seq, value)
+        };
+        self.wait_durable(seq).await?;
+        Ok(value)
+    }
+
+    async fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
+        loop {
+            let lead = {
+                let mut inner = self.inner.lock();
+                if inner.stopped {
+                    return Err(StoreError::Stopped);
+                }
+                if inner.durable_seq >= seq {
+                    return Ok(());
+                }
+                if inner.committing {
+                    false
+                } else {
+                    inner.committing = true;
+                    true
+                }
+            };
+            if lead {
+                let guard = LeaderGuard { store: self };
+                let result = self.lead().await;
+                core::mem::forget(guard);
+                let mut inner = self.inner.lock();
+                inner.committing = false;
+                if result.is_err() {
+                    inner.stopped = true;
+                }
+                inner.wake_all();
+                continue;
+            }
+            poll_fn(|cx| {
+                let mut inner = self.inner.lock();
+                if inner.stopped || inner.durable_seq >= seq || !inner.committing {
+                    return Poll::Ready(());
+                }
+                inner.waiters.push(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+        }
+    }
+
+    /// The committer: writes batches (or checkpoints) until nothing is pending.
+    async fn lead(&self) -> Result<(), StoreError> {
+        loop {
+            let work = {
+                let mut inner = self.inner.lock();
+                if inner.pending.is_empty() {
+                    return Ok(());
+                }
+                let journal_pages = inner.superblock.journal_pages;
+                let encoded = core::mem::take(&mut inner.pending);
+                let pages = u64::from(journal::batch_pages(&encoded));
+                let padding = if inner.head + pages > journal_pages { journal_pages - inner.head } else { 0 };
+                let used_after = inner.journal_used_pages() + padding + pages;
+                // The state is serialized now, under the lock that took the
+                // records, so it is exactly the state they lead to.
+                let snapshot =
+                    |meta: &MetaState| postcard::to_allocvec(meta).map_err(|_| StoreError::CorruptCheckpoint);
+                if used_after >= journal_pages {
+                    inner.force_checkpoint = false;
+                    Work::Absorb { state: snapshot(&inner.meta)?, through_seq: inner.applied_seq }
+                } else {
+                    let checkpoint = if used_after > journal_pages / 2 || inner.force_checkpoint {
+                        inner.force_checkpoint = false;
+                        Some(snapshot(&inner.meta)?)
+                    } else {
+                        None
+                    };
+                    Work::Batch { first_seq: inner.durable_seq + 1, encoded, checkpoint }
+                }
+            };
+            // Chunks the records reference were written before they were
+            // submitted: this flush makes them durable before the records.
+            self.device.flush().await?;
+            match work {
+                Work::Batch { encoded, first_seq, checkpoint } => {
+                    let through_seq = first_seq + encoded.len() as u64 - 1;
+                    self.write_batch(encoded, first_seq).await?;
+                    if let Some(state) = checkpoint {
+                        self.write_checkpoint(state, through_seq).await?;
+                    }
+                }
+                Work::Absorb { state, through_seq } => self.write_checkpoint(state, through_seq).await?,
+            }
+            let mut inner = self.inner.lock();
+            self.reclaim(&inner);
+            inner.wake_all();
+        }
+    }
+
+    async fn write_batch(&self, encoded: Vec<Vec<u8>>, first_seq: u64) -> Result<(), StoreError> {
+        let (journal_start, journal_pages, mut head, mut prev_crc) = {
+            let inner = self.inner.lock();
+            (inner.superblock.journal_start_page, inner.superblock.journal_pages, inner.head, inner.prev_crc)
+        };
+        let pages = u64::from(journal::batch_pages(&encoded));
+        if head + pages > journal_pages {
+            let (buf, header) = journal::encode_padding(first_seq, prev_crc, (journal_pages - head) as u32);
+            self.write_at(journal_start + head, buf).await?;
+            prev_crc = header.header_crc;
+            head = 0;
+        }
+        let (buf, header) = journal::encode_batch(first_seq, prev_crc, &encoded);
+        self.write_at(journal_start + head, buf).await?;
+        self.device.flush().await?;
+        let mut inner = self.inner.lock();
+        inner.head = (head + pages) % journal_pages;
+        inner.prev_crc = header.header_crc;
+        inner.durable_seq = first_seq + encoded.len() as u64 - 1;
+        Ok(())
+    }
+
+    async fn write_at(&self, page: u64, buf: IoBuf) -> Result<(), StoreError> {
+        let (result, _) = self.device.write(page * self.lbas_per_page, buf).await;
+        Ok(result?)
+    }
+
+    /// Writes the state as of `through_seq` to fresh extents, then a
+    /// superblock that names it and starts replay at the journal head.
+    async fn write_checkpoint(&self, state: Vec<u8>, through_seq: u64) -> Result<(), StoreError> {
+        let unreserved = Unreserved(&self.space);
+        let mut writer = ObjectWriter::new(&self.device, &unreserved, self.chunk_max_bytes);
+        writer.write(&state).await?;
+        let written: WrittenObject<'_, Unreserved<'_>> = writer.finish().await?;
+        let manifest = CheckpointManifest {
+            seq: through_seq,
+            state_bytes: state.len() as u64,
+            chunks: written.chunks.chunks().to_vec(),
+        };
+        let manifest_bytes = postcard::to_allocvec(&manifest).map_err(|_| StoreError::CorruptCheckpoint)?;
+        let manifest_pages = manifest_bytes.len().div_ceil(PAGE) as u32;
+        let manifest_extent = self.allocate_contiguous(manifest_pages)?;
+        let mut buf = IoBuf::zeroed(manifest_extent.bytes() as usize);
+        buf.as_mut_slice()[..manifest_bytes.len()].copy_from_slice(&manifest_bytes);
+        let (result, _) = write_pages(&self.device, manifest_extent, buf).await;
+        if let Err(error) = result {
+            unreserved.release(manifest_extent);
+            return Err(error.into());
+        }
+        self.device.flush().await?;
+        let manifest_ref = ChunkRef {
+            extent: manifest_extent,
+            len_bytes: manifest_bytes.len() as u32,
+            crc32c: crc32c(&manifest_bytes),
+        };
+        let (next, head, prev_crc) = {
+            let inner = self.inner.lock();
+            let next = Superblock {
+                generation: inner.superblock.generation + 1,
+                checkpoint_seq: through_seq,
+                replay_position: inner.head,
+                replay_prev_crc: inner.prev_crc,
+                manifest: Some(manifest_ref),
+                ..inner.superblock
+            };
+            (next, inner.head, inner.prev_crc)
+        };
+        self.write_at(next.copy_page(), IoBuf::from_slice(&next.encode())).await?;
+        self.device.flush().await?;
+        let mut extents = written.chunks.into_committed().iter().map(|chunk| chunk.extent).collect::<Vec<_>>();
+        extents.push(manifest_extent);
+        let mut inner = self.inner.lock();
+        let old = core::mem::replace(&mut inner.checkpoint_extents, extents);
+        self.space.reserve_pages.store(reserve_for(&inner.checkpoint_extents), Ordering::Relaxed);
+        inner.superblock = next;
+        inner.head = head;
+        inner.prev_crc = prev_crc;
+        inner.durable_seq = through_seq;
+        let mut map = self.space.map.lock();
+        for extent in old {
+            // The new superblock is durable: nothing names these any more.
+            map.release(extent)?;
+        }
+        Ok(())
+    }
+
+    fn allocate_contiguous(&self, pages: u32) -> Result<Extent, StoreError> {
+        let mut map = self.space.map.lock();
+        let mut short = Vec::new();
+        let found = loop {
+            match map.allocate_up_to(pages) {
+                Ok(extent) if extent.pages == pages => break Ok(extent),
+                Ok(extent) => {
+                    short.push(extent);
+                    if short.len() > 64 {
+                        break Err(StoreError::Space(SpaceError::Full));
+                    }
+                }
+                Err(error) => break Err(error.into()),
+            }
+        };
+        for extent in short {
+            map.release(extent)?;
+        }
+        found
+    }
+
+    /// Frees parked space that is durable and unread.
+    fn reclaim(&self, inner: &Inner) {
+        let oldest_reader = inner.readers.keys().next().copied();
+        let _ = self.space.map.lock().reclaim(inner.durable_seq, oldest_reader);
+    }
+
+    /// Writes a checkpoint now (also done automatically).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let seq = {
+            let mut inner = self.inner.lock();
+            if inner.stopped {
+                return Err(StoreError::Stopped);
+            }
+            // A record that changes nothing gives the committer work; the
+            // flag makes that work a checkpoint.
+            let record =
+                JournalRecord::SystemDeleted { namespace: String::from("fs"), key: String::from("checkpoint") };
+            inner.meta.apply(&record)?;
+            inner.pending.push(journal::encode_record(&record));
+            inner.applied_seq += 1;
+            inner.force_checkpoint = true;
+            inner.applied_seq
+        };
+        self.wait_durable(seq).await
+    }
+
+    // Catalog.
+
+    pub async fn create_bucket(&self, name: &str, owner: &str, now_ms: u64) -> Result<(), StoreError> {
+        let record = JournalRecord::BucketCreated { name: name.into(), owner: owner.into(), created_ms: now_ms };
+        self.commit(|_| Ok((record, ()))).await
+    }
+
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), StoreError> {
+        self.commit(|_| Ok((JournalRecord::BucketDeleted { name: name.into() }, ()))).await
+    }
+
+    pub async fn rename_bucket(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.commit(|_| Ok((JournalRecord::BucketRenamed { from: from.into(), to: to.into() }, ()))).await
+    }
+
+    pub async fn set_versioning(&self, bucket: &str, versioning: Versioning) -> Result<(), StoreError> {
+        self.commit(|_| Ok((JournalRecord::VersioningSet { bucket: bucket.into(), versioning }, ()))).await
+    }
+
+    pub async fn set_quota(&self, bucket: &str, quota: Quota) -> Result<(), StoreError> {
+        self.commit(|_| Ok((JournalRecord::QuotaSet { bucket: bucket.into(), quota }, ()))).await
+    }
+
+    pub async fn set_grant(
+        &self,
+        bucket: &str,
+        access_key: &str,
+        capabilities: Capabilities,
+    ) -> Result<(), StoreError> {
+        let record = JournalRecord::GrantSet { bucket: bucket.into(), access_key: access_key.into(), capabilities };
+        self.commit(|_| Ok((record, ()))).await
+    }
+
+    pub async fn system_put(&self, namespace: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let record = JournalRecord::SystemPut { namespace: namespace.into(), key: key.into(), value };
+        self.commit(|_| Ok((record, ()))).await
+    }
+
+    pub async fn system_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        let record = JournalRecord::SystemDeleted { namespace: namespace.into(), key: key.into() };
+        self.commit(|_| Ok((record, ()))).await
+    }
+
+    // Objects.
+
+    /// Makes written bytes the new current version of `bucket/key`.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        written: WrittenObject<'_, SpaceCell>,
+        info: PutInfo,
+        now_ms: u64,
+    ) -> Result<(VersionId, ObjectMeta), StoreError> {
+        let object = ObjectMeta {
+            size_bytes: written.size_bytes,
+            etag: hex(&written.md5),
+            last_modified_ms: now_ms,
+            content_type: info.content_type,
+            headers: info.headers,
+            checksums: info.checksums,
+            chunks: written.chunks.chunks().to_vec(),
+            part_sizes: Vec::new(),
+        };
+        let result = self
+            .commit(|inner| {
+                let versioning = inner.meta.bucket(bucket)?.versioning;
+                let new_id = inner.ids.next(now_ms);
+                let id = if versioning == Versioning::Enabled { new_id } else { VersionId::Null };
+                let record =
+                    JournalRecord::ObjectPut { bucket: bucket.into(), key: key.into(), new_id, object: object.clone() };
+                Ok((record, id))
+            })
+            .await;
+        match result {
+            Ok(id) => {
+                written.chunks.into_committed();
+                Ok((id, object))
+            }
+            // The record never applied: dropping `written` frees its chunks.
+            Err(StoreError::Meta(error)) => Err(StoreError::Meta(error)),
+            Err(StoreError::RecordTooLarge) => Err(StoreError::RecordTooLarge),
+            // Applied but not durable: the chunks belong to the record now,
+            // and the stopped store will be reopened from disk.
+            Err(error) => {
+                written.chunks.into_committed();
+                Err(error)
+            }
+        }
+    }
+
+    /// DELETE; with a version ID it removes that version for good.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<VersionId>,
+        now_ms: u64,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.commit(|inner| {
+            let state = inner.meta.bucket(bucket)?;
+            match version {
+                Some(id) => {
+                    let is_marker = state
+                        .objects
+                        .get(key)
+                        .and_then(|versions| versions.get(id))
+                        .map(|entry| matches!(entry, Entry::DeleteMarker { .. }));
+                    let record = JournalRecord::VersionDeleted { bucket: bucket.into(), key: key.into(), id };
+                    match is_marker {
+                        Some(true) => Ok((record, DeleteOutcome { marker: Some(id) })),
+                        Some(false) => Ok((record, DeleteOutcome { marker: None })),
+                        // S3 answers 204 for a version that does not exist.
+                        None => Err(StoreError::Meta(MetaError::NoSuchVersion)),
+                    }
+                }
+                None => {
+                    let versioning = state.versioning;
+                    let new_id = inner.ids.next(now_ms);
+                    let marker = match versioning {
+                        Versioning::Unversioned => None,
+                        Versioning::Enabled => Some(new_id),
+                        Versioning::Suspended => Some(VersionId::Null),
+                    };
+                    let record =
+                        JournalRecord::ObjectDeleted { bucket: bucket.into(), key: key.into(), new_id, now_ms };
+                    Ok((record, DeleteOutcome { marker }))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Removes the given versions (the garbage-collection hook).
+    pub async fn expire_versions(&self, bucket: &str, key: &str, ids: Vec<VersionId>) -> Result<(), StoreError> {
+        let record = JournalRecord::VersionsExpired { bucket: bucket.into(), key: key.into(), ids };
+        self.commit(|_| Ok((record, ()))).await
+    }
+
+    /// The version `id` (or the current one) of `bucket/key`.
+    pub fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: Option<VersionId>,
+    ) -> Result<(VersionId, ObjectMeta), LookupError> {
+        let inner = self.inner.lock();
+        lookup(&inner.meta, bucket, key, id)
+    }
+
+    /// Opens a version for reading; its space stays put while the handle lives.
+    pub fn open_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: Option<VersionId>,
+    ) -> Result<ObjectHandle<'_, D>, LookupError> {
+        let mut inner = self.inner.lock();
+        let (id, meta) = lookup(&inner.meta, bucket, key, id)?;
+        let pin_seq = inner.applied_seq;
+        *inner.readers.entry(pin_seq).or_default() += 1;
+        Ok(ObjectHandle { store: self, pin_seq, id, meta })
+    }
+
+    // Multipart.
+
+    pub async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        template: UploadTemplate,
+        now_ms: u64,
+    ) -> Result<String, StoreError> {
+        self.commit(|inner| {
+            inner.meta.bucket(bucket)?;
+            let upload_id = alloc::format!("{}", inner.ids.next(now_ms));
+            let record = JournalRecord::MultipartCreated {
+                upload_id: upload_id.clone(),
+                bucket: bucket.into(),
+                key: key.into(),
+                initiated_ms: now_ms,
+                template,
+            };
+            Ok((record, upload_id))
+        })
+        .await
+    }
+
+    pub async fn put_part(
+        &self,
+        upload_id: &str,
+        part_number: u32,
+        written: WrittenObject<'_, SpaceCell>,
+        checksums: Vec<(String, String)>,
+        now_ms: u64,
+    ) -> Result<PartMeta, StoreError> {
+        let part = PartMeta {
+            size_bytes: written.size_bytes,
+            md5: written.md5,
+            last_modified_ms: now_ms,
+            checksums,
+            chunks: written.chunks.chunks().to_vec(),
+        };
+        let record = JournalRecord::PartUploaded { upload_id: upload_id.into(), part_number, part: part.clone() };
+        match self.commit(|_| Ok((record, ()))).await {
+            Ok(()) => {
+                written.chunks.into_committed();
+                Ok(part)
+            }
+            Err(StoreError::Meta(error)) => Err(StoreError::Meta(error)),
+            Err(StoreError::RecordTooLarge) => Err(StoreError::RecordTooLarge),
+            Err(error) => {
+                written.chunks.into_committed();
+                Err(error)
+            }
+        }
+    }
+
+    /// Completes an upload from `parts` (number, ETag the client sent).
+    /// Metadata only: the parts' chunks become the object's chunks.
+    pub async fn complete_multipart(
+        &self,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        now_ms: u64,
+    ) -> Result<(String, String, VersionId, ObjectMeta), StoreError> {
+        let (bucket, key, id) = self
+            .commit(|inner| {
+                let upload = inner.meta.uploads.get(upload_id).ok_or(MetaError::NoSuchUpload)?;
+                let mut md5s = Vec::with_capacity(parts.len());
+                for (number, etag) in parts {
+                    let part = upload.parts.get(number).ok_or(MetaError::InvalidPart { part_number: *number })?;
+                    let wanted = etag.trim_matches('"');
+                    if !wanted.eq_ignore_ascii_case(&hex(&part.md5)) {
+                        return Err(StoreError::Meta(MetaError::InvalidPart { part_number: *number }));
+                    }
+                    md5s.push(part.md5);
+                }
+                let versioning = inner.meta.bucket(&upload.bucket)?.versioning;
+                let (bucket, key) = (upload.bucket.clone(), upload.key.clone());
+                let new_id = inner.ids.next(now_ms);
+                let id = if versioning == Versioning::Enabled { new_id } else { VersionId::Null };
+                let record = JournalRecord::MultipartCompleted {
+                    upload_id: upload_id.into(),
+                    new_id,
+                    parts: parts.iter().map(|(number, _)| *number).collect(),
+                    etag: multipart_etag(&md5s),
+                    now_ms,
+                };
+                Ok((record, (bucket, key, id)))
+            })
+            .await?;
+        let (_, meta) =
+            self.head_object(&bucket, &key, Some(id)).map_err(|_| StoreError::Meta(MetaError::Inconsistent))?;
+        Ok((bucket, key, id, meta))
+    }
+
+    pub async fn abort_multipart(&self, upload_id: &str) -> Result<(), StoreError> {
+        self.commit(|_| Ok((JournalRecord::MultipartAborted { upload_id: upload_id.into() }, ()))).await
+    }
+
+    /// Verifies the whole store: references vs. the space map, usage
+    /// counters, and every chunk's checksum. Run it with no writer active.
+    pub async fn check(&self) -> CheckReport {
+        let (chunks, mut report, expected_used) = {
+            let inner = self.inner.lock();
+            let mut report = CheckReport { buckets: inner.meta.buckets.len() as u64, ..CheckReport::default() };
+            for (name, bucket) in &inner.meta.buckets {
+                let mut usage = Usage::default();
+                for versions in bucket.objects.values() {
+                    for entry in versions.entries() {
+                        report.versions += 1;
+                        if let Entry::Object { value, .. } = entry {
+                            usage.add(value);
+                        }
+                    }
+                }
+                if usage != bucket.usage {
+                    report.problems.push(alloc::format!("bucket {name}: usage {:?}, counted {usage:?}", bucket.usage));
+                }
+            }
+            let mut used = inner.meta.referenced_extents();
+            used.extend_from_slice(&inner.checkpoint_extents);
+            let map = self.space.map.lock();
+            used.extend(map.parked_extents());
+            let (start, end) = map.region();
+            match SpaceMap::from_used(start, end, used.iter().copied()) {
+                Ok(expected) => {
+                    let live: Vec<(u64, u64)> = map.free_extents().collect();
+                    let wanted: Vec<(u64, u64)> = expected.free_extents().collect();
+                    if live != wanted {
+                        report.problems.push(alloc::format!(
+                            "free map differs from the complement of references: {} free pages, {} expected",
+                            map.free_pages(),
+                            expected.free_pages()
+                        ));
+                    }
+                }
+                Err(error) => report.problems.push(alloc::format!("references overlap: {error:?}")),
+            }
+            report.free_pages = map.free_pages();
+            let used_pages: u64 = used.iter().map(|extent| u64::from(extent.pages)).sum();
+            (inner.meta.referenced_chunks(), report, used_pages)
+        };
+        report.used_pages = expected_used;
+        for (place, chunk) in &chunks {
+            report.chunks += 1;
+            if let Err(error) = read_chunk(&self.device, chunk, 0).await {
+                report.problems.push(alloc::format!("{place}: chunk at page {}: {error:?}", chunk.extent.start_page));
+            }
+        }
+        report
+    }
+}
+
+/// Why a lookup found nothing to return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupError {
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchVersion,
+    /// The current version (or the one asked for) is a delete marker.
+    DeleteMarker {
+        id: VersionId,
+        last_modified_ms: u64,
+    },
+}
+
+fn lookup(
+    meta: &MetaState,
+    bucket: &str,
+    key: &str,
+    id: Option<VersionId>,
+) -> Result<(VersionId, ObjectMeta), LookupError> {
+    let bucket = meta.buckets.get(bucket).ok_or(LookupError::NoSuchBucket)?;
+    let versions = bucket.objects.get(key);
+    let entry = match id {
+        None => versions.and_then(|versions| versions.current()).ok_or(LookupError::NoSuchKey)?,
+        Some(id) => versions.and_then(|versions| versions.get(id)).ok_or(LookupError::NoSuchVersion)?,
+    };
+    match entry {
+        Entry::Object { id, value } => Ok((*id, value.clone())),
+        Entry::DeleteMarker { id, last_modified_ms } => {
+            Err(LookupError::DeleteMarker { id: *id, last_modified_ms: *last_modified_ms })
+        }
+    }
+}
+
+/// Space kept free for checkpoints: twice the last one, and some.
+fn reserve_for(checkpoint: &[Extent]) -> u64 {
+    let pages: u64 = checkpoint.iter().map(|extent| u64::from(extent.pages)).sum();
+    2 * pages + 64
+}
+
+/// Dropped only if the committing future is cancelled mid-commit: the
+/// records it had taken may be half written, so the store stops (a reopen
+/// replays what is durable) rather than guess. Callers run store futures
+/// to completion; this is the net under that rule.
+struct LeaderGuard<'a, D: BlockDevice> {
+    store: &'a Store<D>,
+}
+
+impl<D: BlockDevice> Drop for LeaderGuard<'_, D> {
+    fn drop(&mut self) {
+        let mut inner = self.store.inner.lock();
+        inner.committing = false;
+        inner.stopped = true;
+        inner.wake_all();
+    }
+}

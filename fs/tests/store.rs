@@ -1,0 +1,277 @@
+//! The store end to end on simulated disks: objects, versions, multipart,
+//! quotas, listing, checkpoints, reopen, corruption.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{block_on, pattern, read_all, tag_info, write_content};
+use fs::catalog::Quota;
+use fs::index::{ListItem, ListQuery, list};
+use fs::record::UploadTemplate;
+use fs::state::MetaError;
+use fs::store::{FormatOptions, LookupError, Store, StoreError};
+use storage::block::{FaultConfig, RamDisk, SimDisk};
+use storage::version::{VersionId, Versioning};
+
+const CHUNK: u32 = 64 * 1024;
+
+fn options() -> FormatOptions {
+    FormatOptions {
+        journal_pages: Some(32),
+        chunk_max_bytes: CHUNK,
+        min_part_bytes: 16 * 1024,
+        volume_id: [7; 16],
+        now_ms: 1_000,
+    }
+}
+
+fn sim(pages: u64, seed: u64) -> Arc<SimDisk> {
+    Arc::new(SimDisk::new(4096, pages, FaultConfig::default(), seed))
+}
+
+async fn put(store: &Store<Arc<SimDisk>>, bucket: &str, key: &str, tag: u64, size: u64) -> VersionId {
+    let written = write_content(store, tag, 0..size).await.unwrap();
+    store.put_object(bucket, key, written, tag_info(tag), 2_000 + tag).await.unwrap().0
+}
+
+#[test]
+fn objects_survive_reopen_with_the_right_bytes() {
+    let disk = sim(2048, 1);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("photos", "alice", 5).await.unwrap();
+        let sizes = [0u64, 1, 4095, 4096, 4097, 65_535, 65_536, 65_537, 200_000];
+        for (tag, size) in sizes.iter().enumerate() {
+            put(&store, "photos", &format!("k{tag}"), tag as u64, *size).await;
+        }
+        drop(store);
+        let (store, report) = Store::open(disk.clone()).await.unwrap();
+        assert!(report.replayed_records > 0 || report.checkpoint_seq > 0);
+        for (tag, size) in sizes.iter().enumerate() {
+            let bytes = read_all(&store, "photos", &format!("k{tag}"), None).await.unwrap();
+            assert_eq!(bytes, pattern(tag as u64, 0..*size), "object k{tag}");
+            let (_, meta) = store.head_object("photos", &format!("k{tag}"), None).unwrap();
+            assert_eq!(meta.etag.len(), 32);
+        }
+        let report = store.check().await;
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        // 1 KiB costs one page, not a chunk.
+        let one_page = store.free_pages();
+        put(&store, "photos", "small", 99, 1024).await;
+        assert_eq!(one_page - store.free_pages(), 1);
+    });
+}
+
+#[test]
+fn ranges_and_etag_match_s3() {
+    let disk = Arc::new(RamDisk::new(512, 8192));
+    block_on(async {
+        let store = Store::format(disk, options()).await.unwrap();
+        store.create_bucket("b", "o", 1).await.unwrap();
+        let mut writer = store.writer();
+        writer.write(b"hello world").await.unwrap();
+        let written = writer.finish().await.unwrap();
+        let (_, meta) = store.put_object("b", "k", written, Default::default(), 3).await.unwrap();
+        assert_eq!(meta.etag, "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        let written = write_content(&store, 5, 0..300_000).await.unwrap();
+        store.put_object("b", "big", written, Default::default(), 3).await.unwrap();
+        let handle = store.open_object("b", "big", None).unwrap();
+        for range in [0..1, 65_530..65_540, 131_072..262_145, 299_999..300_000, 7..7] {
+            let mut reader = handle.read(range.clone()).unwrap();
+            let mut got = Vec::new();
+            while let Some(piece) = reader.next().await {
+                got.extend_from_slice(piece.unwrap().as_slice());
+            }
+            assert_eq!(got, pattern(5, range.clone()), "range {range:?}");
+        }
+        assert!(handle.read(0..300_001).is_err());
+    });
+}
+
+#[test]
+fn versioning_rules_and_delete_markers() {
+    let disk = sim(2048, 2);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("v", "o", 1).await.unwrap();
+        let null = put(&store, "v", "k", 1, 10).await;
+        assert_eq!(null, VersionId::Null);
+        store.set_versioning("v", Versioning::Enabled).await.unwrap();
+        let v2 = put(&store, "v", "k", 2, 20).await;
+        let outcome = store.delete_object("v", "k", None, 50).await.unwrap();
+        let marker = outcome.marker.unwrap();
+        assert!(matches!(store.head_object("v", "k", None), Err(LookupError::DeleteMarker { .. })));
+        assert_eq!(read_all(&store, "v", "k", Some(v2)).await.unwrap(), pattern(2, 0..20));
+        assert_eq!(read_all(&store, "v", "k", Some(VersionId::Null)).await.unwrap(), pattern(1, 0..10));
+        store.delete_object("v", "k", Some(marker), 51).await.unwrap();
+        assert_eq!(store.head_object("v", "k", None).unwrap().0, v2);
+        assert_eq!(
+            store.set_versioning("v", Versioning::Unversioned).await,
+            Err(StoreError::Meta(MetaError::InvalidVersioningChange))
+        );
+        store.expire_versions("v", "k", vec![VersionId::Null]).await.unwrap();
+        drop(store);
+        let (store, _) = Store::open(disk).await.unwrap();
+        let ids = store.with_state(|state| {
+            state.buckets["v"].objects["k"].entries().iter().map(|entry| entry.id()).collect::<Vec<_>>()
+        });
+        assert_eq!(ids, [v2]);
+        assert!(store.check().await.problems.is_empty());
+    });
+}
+
+#[test]
+fn multipart_is_metadata_only_and_checked() {
+    let disk = sim(4096, 3);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("m", "o", 1).await.unwrap();
+        let upload = store
+            .create_multipart("m", "big", UploadTemplate { content_type: None, headers: vec![] }, 9)
+            .await
+            .unwrap();
+        let sizes = [20_000u64, 70_000, 5];
+        let mut etags = Vec::new();
+        let mut offset = 0;
+        for (index, size) in sizes.iter().enumerate() {
+            let written = write_content(&store, 42, offset..offset + size).await.unwrap();
+            let part = store.put_part(&upload, index as u32 + 1, written, vec![], 10).await.unwrap();
+            etags.push((index as u32 + 1, fs::state::hex(&part.md5)));
+            offset += size;
+        }
+        let free_before = store.free_pages();
+        let bad = vec![(2, etags[1].1.clone()), (1, etags[0].1.clone())];
+        assert_eq!(
+            store.complete_multipart(&upload, &bad, 11).await,
+            Err(StoreError::Meta(MetaError::InvalidPartOrder))
+        );
+        let (_, _, _, meta) = store.complete_multipart(&upload, &etags, 12).await.unwrap();
+        assert_eq!(store.free_pages(), free_before, "completion copies nothing");
+        assert!(meta.etag.ends_with("-3"));
+        assert_eq!(meta.part_sizes, sizes);
+        assert_eq!(read_all(&store, "m", "big", None).await.unwrap(), pattern(42, 0..offset));
+        // A too-small part that is not the last one.
+        let upload = store
+            .create_multipart("m", "small", UploadTemplate { content_type: None, headers: vec![] }, 9)
+            .await
+            .unwrap();
+        let mut parts = Vec::new();
+        for number in 1..=2 {
+            let written = write_content(&store, 7, 0..100).await.unwrap();
+            let part = store.put_part(&upload, number, written, vec![], 10).await.unwrap();
+            parts.push((number, fs::state::hex(&part.md5)));
+        }
+        assert_eq!(
+            store.complete_multipart(&upload, &parts, 11).await,
+            Err(StoreError::Meta(MetaError::EntityTooSmall { part_number: 1 }))
+        );
+        store.abort_multipart(&upload).await.unwrap();
+        assert_eq!(store.delete_bucket("m").await, Err(StoreError::Meta(MetaError::BucketNotEmpty)));
+        assert!(store.check().await.problems.is_empty());
+    });
+}
+
+#[test]
+fn quotas_bucket_rules_and_listing() {
+    let disk = sim(2048, 4);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("q", "alice", 1).await.unwrap();
+        assert_eq!(
+            store.create_bucket("q", "alice", 1).await,
+            Err(StoreError::Meta(MetaError::BucketAlreadyOwnedByYou))
+        );
+        assert_eq!(store.create_bucket("q", "bob", 1).await, Err(StoreError::Meta(MetaError::BucketAlreadyExists)));
+        store.set_quota("q", Quota { max_bytes: Some(10_000), max_objects: Some(3) }).await.unwrap();
+        put(&store, "q", "a/1", 1, 4_000).await;
+        put(&store, "q", "a/2", 2, 4_000).await;
+        let free = store.free_pages();
+        let written = write_content(&store, 3, 0..4_000).await.unwrap();
+        let refused = store.put_object("q", "c", written, tag_info(3), 5).await;
+        assert_eq!(refused.err(), Some(StoreError::Meta(MetaError::QuotaExceeded)));
+        assert_eq!(store.free_pages(), free, "a refused upload gives its space back");
+        put(&store, "q", "a/1", 4, 3_000).await; // Overwrite within quota.
+        put(&store, "q", "b", 5, 100).await;
+        let page = store.with_state(|state| {
+            let query = ListQuery { prefix: "", delimiter: Some("/"), start_after: None, max_keys: 10 };
+            list(&state.buckets["q"].objects, &query, |v| v.current_object().is_some())
+                .items
+                .iter()
+                .map(|item| match item {
+                    ListItem::Key(key, _) => key.to_string(),
+                    ListItem::CommonPrefix(prefix) => prefix.clone(),
+                })
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(page, ["a/", "b"]);
+        store.rename_bucket("q", "r").await.unwrap();
+        assert_eq!(read_all(&store, "r", "b", None).await.unwrap(), pattern(5, 0..100));
+        drop(store);
+        let (store, _) = Store::open(disk).await.unwrap();
+        assert!(store.with_state(|state| state.buckets.contains_key("r") && !state.buckets.contains_key("q")));
+    });
+}
+
+#[test]
+fn checkpoints_keep_replay_short_and_reuse_space() {
+    let disk = sim(4096, 5);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("c", "o", 1).await.unwrap();
+        let empty = store.free_pages();
+        for round in 0..300u64 {
+            put(&store, "c", &format!("k{}", round % 10), round, 5_000 + round).await;
+        }
+        for key in 0..10 {
+            store.delete_object("c", &format!("k{key}"), None, 9).await.unwrap();
+        }
+        store.checkpoint().await.unwrap();
+        let checkpoint_pages = empty - store.free_pages();
+        assert!(checkpoint_pages <= 4, "only the checkpoint stays allocated: {checkpoint_pages}");
+        drop(store);
+        let (store, report) = Store::open(disk).await.unwrap();
+        assert!(report.generation > 2, "checkpoints were written: {report:?}");
+        assert!(report.replayed_records < 50, "replay stays short: {report:?}");
+        assert!(store.check().await.problems.is_empty());
+    });
+}
+
+#[test]
+fn corruption_is_reported_never_returned() {
+    let disk = sim(2048, 6);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("x", "o", 1).await.unwrap();
+        put(&store, "x", "k", 1, 100_000).await;
+        let (_, meta) = store.head_object("x", "k", None).unwrap();
+        let second = meta.chunks[1];
+        disk.flip_bit(second.extent.start_page as usize * 4096 + 17, 3);
+        let error = read_all(&store, "x", "k", None).await.unwrap_err();
+        assert!(error.contains("Corrupt") && error.contains("chunk_index: 1"), "{error}");
+        let report = store.check().await;
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        // The store goes on serving the rest.
+        put(&store, "x", "other", 2, 10).await;
+        assert_eq!(read_all(&store, "x", "other", None).await.unwrap(), pattern(2, 0..10));
+    });
+}
+
+#[test]
+fn a_torn_superblock_falls_back_to_the_other_copy() {
+    let disk = sim(2048, 7);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("s", "o", 1).await.unwrap();
+        put(&store, "s", "k", 1, 10).await;
+        store.checkpoint().await.unwrap();
+        put(&store, "s", "k2", 2, 10).await;
+        let generation = Store::open(disk.clone()).await.unwrap().1.generation;
+        disk.flip_bit((generation % 2) as usize * 4096 + 100, 1);
+        let (store, report) = Store::open(disk.clone()).await.unwrap();
+        assert_eq!(report.generation, generation - 1);
+        // The older checkpoint plus the longer replay give the same state.
+        assert_eq!(read_all(&store, "s", "k2", None).await.unwrap(), pattern(2, 0..10));
+        assert!(matches!(Store::open(Arc::new(RamDisk::new(4096, 100))).await, Err(StoreError::NotFormatted(_))));
+    });
+}
