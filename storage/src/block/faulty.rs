@@ -141,6 +141,11 @@ impl SimDisk {
         state.cut_at_op = Some(state.ops + op.max(1));
     }
 
+    /// Whether the power is off (cut and not restarted).
+    pub fn is_gone(&self) -> bool {
+        self.state.lock().gone
+    }
+
     /// What the last power cut did, if one happened.
     pub fn last_cut(&self) -> Option<CutReport> {
         self.state.lock().last_cut
