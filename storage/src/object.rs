@@ -125,6 +125,8 @@ pub struct WrittenObject<'a, S: SpaceSource> {
     pub md5: [u8; 16],
 }
 
+const FIRST_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Streams an object's bytes to free space, one chunk in memory.
 pub struct ObjectWriter<'a, D: BlockDevice, S: SpaceSource> {
     device: &'a D,
@@ -144,7 +146,10 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             device,
             pending: PendingChunks { space, chunks: Vec::new() },
             chunk_max_bytes,
-            buf: IoBuf::zeroed(chunk_max_bytes),
+            // Small first: most objects are small, and a zeroed chunk-sized
+            // buffer per 4 KiB PUT costs more than the PUT. It grows by
+            // doubling up to a chunk.
+            buf: IoBuf::zeroed(FIRST_BUFFER_BYTES.min(chunk_max_bytes)),
             filled: 0,
             size_bytes: 0,
             md5: Md5::new(),
@@ -155,12 +160,32 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
         self.size_bytes
     }
 
+    /// Sizes the buffer for an object of `size_bytes` (the Content-Length
+    /// when the client sent one), saving the copies of growing it.
+    pub fn expect_size(&mut self, size_bytes: u64) {
+        let wanted = (size_bytes.min(self.chunk_max_bytes as u64) as usize).next_multiple_of(PAGE_BYTES as usize);
+        if wanted > self.buf.capacity() && self.filled == 0 {
+            self.buf = IoBuf::zeroed(wanted);
+        }
+    }
+
+    fn grow(&mut self, needed: usize) {
+        if needed <= self.buf.capacity() {
+            return;
+        }
+        let capacity = needed.next_power_of_two().clamp(FIRST_BUFFER_BYTES, self.chunk_max_bytes);
+        let mut bigger = IoBuf::zeroed(capacity);
+        bigger.as_mut_slice()[..self.filled].copy_from_slice(&self.buf.as_slice()[..self.filled]);
+        self.buf = bigger;
+    }
+
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), ObjectError> {
         self.md5.update(data);
         self.size_bytes += data.len() as u64;
         while !data.is_empty() {
             let take = data.len().min(self.chunk_max_bytes - self.filled);
-            self.buf.set_len(self.chunk_max_bytes);
+            self.grow(self.filled + take);
+            self.buf.set_len(self.buf.capacity());
             self.buf.as_mut_slice()[self.filled..self.filled + take].copy_from_slice(&data[..take]);
             self.filled += take;
             data = &data[take..];
@@ -188,7 +213,7 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             let (result, buf) = write_pages(self.device, extent, buf).await;
             self.buf = buf;
             result?;
-            self.buf.set_len(self.chunk_max_bytes);
+            self.buf.set_len(self.buf.capacity());
             self.buf.as_mut_slice().copy_within(data_bytes..self.filled, 0);
             self.filled -= data_bytes;
         }

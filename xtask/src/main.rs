@@ -23,14 +23,18 @@ commands:
       --memory MIB        guest memory (default 512)
   stop                  stop a detached VM
   test [--long]         fmt check, clippy, all tests (with the QEMU smoke test)
-  bench <name>          benchmarks; names: platform, net (root: netns + TAP)
+  crash [--cuts N] [--seed S]
+                        crash simulation of the store: N power cuts (default
+                        10000) over seeds S, S+1, ... (default 1000); prints
+                        the seed of any failure
+  bench <name>          benchmarks; names: platform, net (root: netns + TAP), storage
 ";
 
 /// The serial line that says the service is up.
 const READY_NEEDLE: &str = "\"msg\":\"ready\"";
 /// Generous: everything in QEMU here runs under TCG.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-const BENCHES: [&str; 2] = ["platform", "net"];
+const BENCHES: [&str; 3] = ["platform", "net", "storage"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -73,6 +77,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             return test();
         }
         "bench" => return bench(rest),
+        "crash" => return crash(rest),
         "help" | "-h" | "--help" => print!("{USAGE}"),
         other => bail!("unknown command {other:?}\n{USAGE}"),
     }
@@ -375,6 +380,27 @@ fn run_counting_tests(mut cmd: Command) -> Result<(std::process::ExitStatus, Tes
     Ok((child.wait()?, counts))
 }
 
+fn crash(args: &[String]) -> Result<ExitCode> {
+    let mut cuts = String::from("10000");
+    let mut seed = String::from("1000");
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = args.next().with_context(|| format!("{arg} needs a value"))?;
+        if value.parse::<u64>().is_err() {
+            bail!("{arg} takes a number, not {value:?}");
+        }
+        match arg.as_str() {
+            "--cuts" => cuts = value.clone(),
+            "--seed" => seed = value.clone(),
+            other => bail!("unknown option {other:?} for crash\n{USAGE}"),
+        }
+    }
+    let mut command = cargo(&["test", "--release", "-p", "fs", "--test", "crash", "--", "--ignored", "--nocapture"]);
+    command.env("CRASH_CUTS", &cuts).env("CRASH_SEED", &seed);
+    let status = command.status().context("running the crash campaign")?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn bench(args: &[String]) -> Result<ExitCode> {
     match args {
         [name] if name == "platform" => {
@@ -383,6 +409,10 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         }
         [name] if name == "net" => {
             xtask::netbench::run()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        [name] if name == "storage" => {
+            xtask::run_checked(&mut cargo(&["run", "--release", "-p", "hosted", "--bin", "bench-storage"]))?;
             Ok(ExitCode::SUCCESS)
         }
         _ => {
