@@ -5,6 +5,8 @@
 //! - [`bootfs`]: the boot archive (ustar) the kernel receives as a PVH module.
 //! - [`health`]: a minimal HTTPS responder (`GET /health`) until the S3 layer exists.
 //! - [`sink`]: plain and TLS discard servers for throughput benchmarks.
+//! - [`s3`]: the wire layer of the S3 API (HTTP/1.1 framing, XML bodies,
+//!   error codes, name validation, bucket addressing), pure and host-tested.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -13,4 +15,5 @@ extern crate alloc;
 pub mod bootfs;
 pub mod health;
 pub mod log;
+pub mod s3;
 pub mod sink;
