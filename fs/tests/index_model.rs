@@ -51,7 +51,7 @@ fn page_all(
                 ListItem::CommonPrefix(prefix) => prefix.clone(),
             })
             .collect();
-        assert!(items.len() <= max_keys.max(1).min(1000));
+        assert!(items.len() <= max_keys.clamp(1, 1000));
         out.extend(items);
         let next = page.next_marker().map(str::to_string);
         // Others write between pages.
