@@ -96,6 +96,7 @@ pub fn start(start_info: u64) -> ! {
     let apic_mode = apic::init();
     let apic_timer_hz = apic::calibrate(tsc_hz);
     let entropy = rng::init();
+    crate::arch::crc::install();
     let wall = time::init_wall_clock();
     let level = Level::from_cmdline(boot.cmdline).unwrap_or(Level::Info);
     services::log::init(&serial::SERIAL_SINK, &time::KERNEL_CLOCK, level);
@@ -176,6 +177,15 @@ pub fn start(start_info: u64) -> ! {
         Some(mode @ ("nvme-write" | "nvme-verify")) => {
             let seed = boot.cmdline_value("selftest.seed").and_then(|s| s.parse().ok()).unwrap_or(1);
             let ok = selftest::run_block_persistence("nvme", nvme, mode == "nvme-write", seed);
+            exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
+        }
+        Some(mode @ ("store-write" | "store-verify")) => {
+            let seed = boot.cmdline_value("selftest.seed").and_then(|s| s.parse().ok()).unwrap_or(1);
+            let write = mode == "store-write";
+            let ok = match boot.cmdline_value("selftest.disk") {
+                Some("nvme") => selftest::run_store_persistence("nvme", nvme, write, seed),
+                _ => selftest::run_store_persistence("blk", disk, write, seed),
+            };
             exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
         }
         Some("guard-fault") => {

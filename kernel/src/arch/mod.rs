@@ -3,5 +3,6 @@
 
 pub mod boot;
 pub mod cpu;
+pub mod crc;
 pub mod gdt;
 pub mod interrupts;
