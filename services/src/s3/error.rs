@@ -101,6 +101,9 @@ s3_error_codes! {
     RequestTimeout => 400, "Your socket connection to the server was not read from or written to within the timeout period.";
     RequestTimeTooSkewed => 403, "The difference between the request time and the server's time is too large.";
     ServiceUnavailable => 503, "Service is unable to handle request.";
+    /// Not an AWS code (AWS never fills up): the data disk has no room for
+    /// the object. MinIO answers the same situation with 507.
+    StorageFull => 507, "The storage backend has no free space left for this request.";
     SignatureDoesNotMatch => 403, "The request signature that we calculated does not match the signature that you provided. Check your AWS secret access key and signing method.";
     SlowDown => 503, "Please reduce your request rate.";
     TooManyBuckets => 400, "You have attempted to create more buckets than are allowed.";
@@ -123,11 +126,14 @@ pub struct S3Error {
     pub message: Option<String>,
     pub resource: Option<String>,
     pub request_id: String,
+    /// Fields the response carries besides the body (`Content-Range` of a
+    /// 416, `x-amz-delete-marker` of a 404 on a delete marker).
+    pub extra_headers: Vec<(String, String)>,
 }
 
 impl S3Error {
     pub fn new(code: S3ErrorCode, request_id: impl Into<String>) -> Self {
-        Self { code, message: None, resource: None, request_id: request_id.into() }
+        Self { code, message: None, resource: None, request_id: request_id.into(), extra_headers: Vec::new() }
     }
 
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
@@ -172,6 +178,9 @@ impl S3Error {
     pub fn to_response(&self, head_request: bool) -> (Response, Vec<u8>) {
         let mut response = Response::new(self.status());
         response.header("x-amz-request-id", &self.request_id);
+        for (name, value) in &self.extra_headers {
+            response.header(name, value);
+        }
         if !self.has_body(head_request) {
             return (response, Vec::new());
         }

@@ -11,11 +11,14 @@
 //!   table, and the `<Error>` body.
 //! - [`validate`]: bucket name, key length and user metadata limits.
 //! - [`addressing`]: bucket and key from `Host` and path, both styles.
+//! - [`server`]: the connection loop, routing and operation handlers over
+//!   the store (`fs::store`), behind an [`server::Authenticator`].
 //! - [`time`]: HTTP dates and the ISO-8601 timestamps of XML bodies.
 
 pub mod addressing;
 pub mod error;
 pub mod http;
+pub mod server;
 pub mod time;
 pub mod validate;
 pub mod xml;

@@ -1,0 +1,210 @@
+//! One connection's bytes: the receive buffer, the request parser and the
+//! transport, with every read bounded by a timeout. Handlers pull request
+//! bodies through [`ConnIo::read_body`]; nothing is read behind their back.
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use runtime::timers::Timers;
+
+use crate::s3::http::{CONTINUE, Event, Headers, HttpError, RequestHead, RequestParser};
+
+/// A byte stream the server answers on: TLS, plain TCP, or a test pipe.
+/// The executor is single-threaded, so the futures need not be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Connection {
+    /// Reads at least one byte, or returns 0 at the end of the stream.
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ConnectionError>;
+    async fn write_all(&mut self, data: &[u8]) -> Result<(), ConnectionError>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionError {
+    /// The transport failed (reset, TLS alert, ...): nothing more can be sent.
+    Broken,
+}
+
+/// Why the connection cannot go on reading requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// The peer closed the stream in the middle of a request.
+    UnexpectedEof,
+    /// Nothing arrived within the read timeout.
+    TimedOut,
+    Http(HttpError),
+    Connection(ConnectionError),
+}
+
+impl From<ConnectionError> for ReadError {
+    fn from(error: ConnectionError) -> Self {
+        Self::Connection(error)
+    }
+}
+
+/// The largest read from the transport at a time.
+const READ_BYTES: usize = 64 * 1024;
+
+pub struct ConnIo<'c, C: Connection> {
+    pub conn: &'c mut C,
+    parser: RequestParser,
+    timers: Timers,
+    read_timeout: Duration,
+    /// Received bytes; `buf[start..]` is not consumed yet.
+    buf: Vec<u8>,
+    start: usize,
+    /// The current request's body has not reached its end yet.
+    in_body: bool,
+    /// `Expect: 100-continue` not answered yet.
+    continue_pending: bool,
+    /// Body bytes of the current request handed out so far.
+    pub body_bytes: u64,
+    pub trailers: Headers,
+}
+
+impl<'c, C: Connection> ConnIo<'c, C> {
+    pub fn new(conn: &'c mut C, parser: RequestParser, timers: Timers, read_timeout: Duration) -> Self {
+        Self {
+            conn,
+            parser,
+            timers,
+            read_timeout,
+            buf: Vec::with_capacity(READ_BYTES),
+            start: 0,
+            in_body: false,
+            continue_pending: false,
+            body_bytes: 0,
+            trailers: Headers::new(),
+        }
+    }
+
+    /// Whether the current request's body was read to its end.
+    pub fn body_done(&self) -> bool {
+        !self.in_body
+    }
+
+    /// Whether the client waits for `100 Continue` before it sends a body.
+    pub fn continue_pending(&self) -> bool {
+        self.continue_pending
+    }
+
+    async fn fill(&mut self) -> Result<usize, ReadError> {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start >= READ_BYTES {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + READ_BYTES, 0);
+        let read = self.timers.timeout(self.read_timeout, self.conn.read(&mut self.buf[old..])).await;
+        let read = match read {
+            Ok(Ok(n)) => n,
+            Ok(Err(error)) => {
+                self.buf.truncate(old);
+                return Err(error.into());
+            }
+            Err(_) => {
+                self.buf.truncate(old);
+                return Err(ReadError::TimedOut);
+            }
+        };
+        self.buf.truncate(old + read);
+        Ok(read)
+    }
+
+    /// The next request head; `Ok(None)` when the peer closed cleanly
+    /// between requests (or went quiet there past the timeout).
+    pub async fn next_head(&mut self) -> Result<Option<RequestHead>, ReadError> {
+        debug_assert!(!self.in_body, "the previous body must be finished first");
+        loop {
+            let step = self.parser.advance(&self.buf[self.start..]).map_err(ReadError::Http)?;
+            self.start += step.consumed;
+            match step.event {
+                Event::Head(head) => {
+                    self.in_body = true;
+                    self.continue_pending = head.expect_continue;
+                    self.body_bytes = 0;
+                    self.trailers = Headers::new();
+                    return Ok(Some(head));
+                }
+                Event::NeedMore => {
+                    let idle = self.start == self.buf.len();
+                    match self.fill().await {
+                        Ok(0) if idle => return Ok(None),
+                        Ok(0) => return Err(ReadError::UnexpectedEof),
+                        Ok(_) => {}
+                        Err(ReadError::TimedOut) if idle => return Ok(None),
+                        Err(error) => return Err(error),
+                    }
+                }
+                // The parser gives body events only after a head.
+                Event::Body(_) | Event::BodyEnd { .. } => return Err(ReadError::Http(HttpError::MalformedHead)),
+            }
+        }
+    }
+
+    /// Appends the next body bytes to `out`; `false` once the body ended
+    /// (its trailers are then in [`ConnIo::trailers`]).
+    pub async fn read_body(&mut self, out: &mut Vec<u8>) -> Result<bool, ReadError> {
+        if !self.in_body {
+            return Ok(false);
+        }
+        if self.continue_pending {
+            self.continue_pending = false;
+            self.conn.write_all(CONTINUE).await?;
+        }
+        loop {
+            let step = self.parser.advance(&self.buf[self.start..]).map_err(ReadError::Http)?;
+            let consumed = step.consumed;
+            match step.event {
+                Event::Body(data) => {
+                    out.extend_from_slice(data);
+                    self.body_bytes += data.len() as u64;
+                    self.start += consumed;
+                    return Ok(true);
+                }
+                Event::BodyEnd { trailers } => {
+                    self.start += consumed;
+                    self.in_body = false;
+                    self.trailers = trailers;
+                    return Ok(false);
+                }
+                Event::NeedMore => {
+                    self.start += consumed;
+                    if self.fill().await? == 0 {
+                        return Err(ReadError::UnexpectedEof);
+                    }
+                }
+                Event::Head(_) => return Err(ReadError::Http(HttpError::MalformedHead)),
+            }
+        }
+    }
+
+    /// Reads the whole body into memory, for XML bodies: more than
+    /// `max_bytes` is an error (`Ok(None)`), the rest of it unread.
+    pub async fn read_small_body(&mut self, max_bytes: usize) -> Result<Option<Vec<u8>>, ReadError> {
+        let mut body = Vec::new();
+        while self.read_body(&mut body).await? {
+            if body.len() > max_bytes {
+                return Ok(None);
+            }
+        }
+        Ok(Some(body))
+    }
+
+    /// Reads and drops what is left of the body, up to `max_bytes`; `false`
+    /// if more remains (the connection must then close).
+    pub async fn discard_body(&mut self, max_bytes: u64) -> Result<bool, ReadError> {
+        let mut scratch = Vec::new();
+        let mut discarded = 0u64;
+        while self.read_body(&mut scratch).await? {
+            discarded += scratch.len() as u64;
+            scratch.clear();
+            if discarded > max_bytes {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
