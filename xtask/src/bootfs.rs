@@ -95,13 +95,99 @@ pub fn ensure_certificates(state: &State) -> Result<Certificates> {
     Ok(certificates)
 }
 
+/// The first admin key and the node key, made on first run and kept in
+/// `.rustcore/keys/`. The kernel imports the admin key into its keystore
+/// when the keystore is empty; the node key seals SigV4 secrets on the data
+/// disk, so it travels in the boot archive and never on that disk.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub node_key: PathBuf,
+    /// `access_key_id\nsecret\n`.
+    pub admin_file: PathBuf,
+}
+
+fn random_bytes(n: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// `len` characters of `alphabet`, uniformly (rejection of the biased tail).
+fn random_text(len: usize, alphabet: &[u8]) -> Result<String> {
+    let limit = 256 - 256 % alphabet.len();
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        for byte in random_bytes(len * 2)? {
+            if usize::from(byte) < limit && out.len() < len {
+                out.push(char::from(alphabet[usize::from(byte) % alphabet.len()]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the admin credentials and the node key unless they exist.
+pub fn ensure_credentials(state: &State) -> Result<Credentials> {
+    let dir = state.dir().join("keys");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let admin_file = dir.join("admin");
+    let node_key = dir.join("node.key");
+    if !node_key.is_file() {
+        std::fs::write(&node_key, random_bytes(32)?)?;
+    }
+    if !admin_file.is_file() {
+        let id = format!("RC{}", random_text(18, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")?);
+        let secret = random_text(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")?;
+        std::fs::write(&admin_file, format!("{id}\n{secret}\n"))?;
+        println!("xtask: created the admin key {id} (secret in {})", admin_file.display());
+    }
+    let text = std::fs::read_to_string(&admin_file)?;
+    let mut lines = text.lines();
+    let (Some(id), Some(secret)) = (lines.next(), lines.next()) else {
+        anyhow::bail!("{} must hold the access key id and the secret on two lines", admin_file.display());
+    };
+    Ok(Credentials {
+        access_key_id: id.trim().to_string(),
+        secret_access_key: secret.trim().to_string(),
+        node_key,
+        admin_file,
+    })
+}
+
+/// `.rustcore/env`: what `. .rustcore/env && aws s3 ls` needs.
+pub fn write_env(state: &State, credentials: &Credentials, certificates: &Certificates, port: u16) -> Result<PathBuf> {
+    let path = state.dir().join("env");
+    let ca = std::fs::canonicalize(&certificates.ca)?;
+    std::fs::write(
+        &path,
+        format!(
+            "export AWS_ENDPOINT_URL=https://localhost:{port}\n\
+             export AWS_ACCESS_KEY_ID={}\n\
+             export AWS_SECRET_ACCESS_KEY={}\n\
+             export AWS_CA_BUNDLE={}\n\
+             export AWS_REGION=us-east-1\n",
+            credentials.access_key_id,
+            credentials.secret_access_key,
+            ca.display()
+        ),
+    )?;
+    Ok(path)
+}
+
 /// Packs the archive's staging directory into `.rustcore/bootfs.tar`.
-pub fn pack(state: &State, certificates: &Certificates) -> Result<PathBuf> {
+pub fn pack(state: &State, certificates: &Certificates, credentials: &Credentials) -> Result<PathBuf> {
     let staging = state.dir().join("bootfs");
     let tls = staging.join("tls");
     std::fs::create_dir_all(&tls)?;
     std::fs::copy(&certificates.server_chain, tls.join("server.pem"))?;
     std::fs::copy(&certificates.server_key, tls.join("server.key"))?;
+    let keys = staging.join("keys");
+    std::fs::create_dir_all(&keys)?;
+    std::fs::copy(&credentials.admin_file, keys.join("admin"))?;
+    std::fs::copy(&credentials.node_key, keys.join("node.key"))?;
     let archive = state.dir().join("bootfs.tar");
     let mut cmd = Command::new("tar");
     cmd.args(["--format=ustar", "--owner=0", "--group=0", "-cf"]).arg(&archive).arg("-C").arg(&staging).arg(".");
@@ -133,7 +219,11 @@ mod tests {
         let ca = std::fs::read(&certificates.ca).unwrap();
         ensure_certificates(&state).unwrap();
         assert_eq!(ca, std::fs::read(&certificates.ca).unwrap());
-        let archive = pack(&state, &certificates).unwrap();
+        let credentials = ensure_credentials(&state).unwrap();
+        assert!(credentials.access_key_id.starts_with("RC") && credentials.access_key_id.len() == 20);
+        assert_eq!(credentials.secret_access_key.len(), 40);
+        assert_eq!(ensure_credentials(&state).unwrap().secret_access_key, credentials.secret_access_key);
+        let archive = pack(&state, &certificates, &credentials).unwrap();
         let bytes = std::fs::read(archive).unwrap();
         assert_eq!(&bytes[257..262], b"ustar");
         std::fs::remove_dir_all(&root).unwrap();

@@ -193,15 +193,21 @@ fn run(opts: &RunOptions) -> Result<ExitCode> {
     let elf = image::build()?;
     state.ensure()?;
     let certificates = xtask::bootfs::ensure_certificates(&state)?;
+    let credentials = xtask::bootfs::ensure_credentials(&state)?;
+    let env = xtask::bootfs::write_env(&state, &credentials, &certificates, opts.port)?;
     let mut cfg = opts.vm_config(&elf, &state);
-    cfg.initrd = Some(xtask::bootfs::pack(&state, &certificates)?);
+    cfg.initrd = Some(xtask::bootfs::pack(&state, &certificates, &credentials)?);
     println!(
-        "xtask run: {} ({:?}); https://localhost:{} (CA: {}), admin on 127.0.0.1:{}",
+        "xtask run: {} ({:?}); S3 at https://localhost:{} (CA: {}), admin and health on https://localhost:{}\n\
+         xtask run: access key {} (secret in {}); `. {} && aws s3 ls` uses them",
         elf.display(),
         cfg.accel,
         opts.port,
         certificates.ca.display(),
-        opts.admin_port
+        opts.admin_port,
+        credentials.access_key_id,
+        credentials.admin_file.display(),
+        env.display()
     );
     if opts.detach {
         return run_detached(&cfg, &state);

@@ -286,7 +286,8 @@ fn measure_qemu(state: &State, certificates: &bootfs::Certificates, script: &Pat
     let (https, plain, tls) = (free_port()?, free_port()?, free_port()?);
     let mut config = VmConfig::new(&elf, "log=info bench=sink");
     config.memory_mib = 1024;
-    config.initrd = Some(bootfs::pack(state, certificates)?);
+    let credentials = bootfs::ensure_credentials(state)?;
+    config.initrd = Some(bootfs::pack(state, certificates, &credentials)?);
     config.net = Some(NetConfig { forwards: vec![(https, 443), (plain, 5001), (tls, 5443)] });
     let serial = state.logs_dir().join("bench-net-serial.log");
     let (mut child, _) = run_until_line(&config, &serial, "benchmark sinks listening", Duration::from_secs(120))?;

@@ -14,6 +14,7 @@
 
 mod checksums;
 mod io;
+pub mod listen;
 mod ops;
 mod payload;
 
