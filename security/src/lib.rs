@@ -14,5 +14,7 @@
 
 extern crate alloc;
 
+pub mod checksum;
+pub mod chunked;
 mod hex;
 pub mod sigv4;
