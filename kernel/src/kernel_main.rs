@@ -196,11 +196,17 @@ pub fn start(start_info: u64) -> ! {
         None => {}
     }
 
-    serve(&boot, devices, network)
+    serve(&boot, devices, network, disk, nvme)
 }
 
 /// The appliance's steady state: the executor runs the services forever.
-fn serve(boot: &BootInfo, devices: Vec<pci::Function>, network: Option<VirtioNet>) -> ! {
+fn serve(
+    boot: &BootInfo,
+    devices: Vec<pci::Function>,
+    network: Option<VirtioNet>,
+    disk: Option<VirtioBlk>,
+    nvme: Option<Nvme>,
+) -> ! {
     let executor = Executor::new();
     let spawner = executor.spawner();
     let timers = crate::platform::new_timers();
@@ -219,13 +225,27 @@ fn serve(boot: &BootInfo, devices: Vec<pci::Function>, network: Option<VirtioNet
             info!("runtime", "heartbeat"; heap_bytes_in_use = heap.bytes_in_use, heap_peak_bytes = heap.peak_bytes, interrupts = interrupts::INTERRUPT_COUNT.load(core::sync::atomic::Ordering::Relaxed));
         }
     });
-    match network {
-        Some(device) => {
-            if let Err(error) = crate::network::start(boot, device, &spawner, &timers) {
+    let running = match network {
+        Some(device) => match crate::network::start(boot, device, &spawner, &timers) {
+            Ok(running) => Some(running),
+            Err(error) => {
                 warn!("net", "network service not started: {:?}", error);
+                None
             }
+        },
+        None => {
+            warn!("net", "no virtio-net device: no network service");
+            None
         }
-        None => warn!("net", "no virtio-net device: no network service"),
+    };
+    // The data disk: virtio-blk unless `data=nvme` (or only NVMe exists).
+    match (running, boot.cmdline_value("data"), disk, nvme) {
+        (None, ..) => {}
+        (Some(running), Some("nvme"), _, Some(nvme)) | (Some(running), _, None, Some(nvme)) => {
+            crate::s3_service::start(boot, nvme, &running, &spawner, &timers)
+        }
+        (Some(running), _, Some(disk), _) => crate::s3_service::start(boot, disk, &running, &spawner, &timers),
+        (Some(_), ..) => warn!("storage", "no data disk: S3 is not served"),
     }
     info!("boot", "ready"; boot_ms = time::now_ns() / 1_000_000, devices = devices.len());
     executor.block_on(core::future::pending::<()>(), &mut platform, &timers);

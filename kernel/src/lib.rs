@@ -34,6 +34,8 @@ pub mod rng;
 #[cfg(target_os = "none")]
 pub mod rtc;
 #[cfg(target_os = "none")]
+pub mod s3_service;
+#[cfg(target_os = "none")]
 pub mod selftest;
 #[cfg(target_os = "none")]
 pub mod serial;

@@ -1,10 +1,13 @@
 //! Brings up the network service: our TCP/IP stack on the virtio-net
 //! device, TLS with the certificate from the boot archive, and the HTTPS
-//! responder on port 443 (and, with `bench=sink`, the benchmark sinks).
+//! health responder on the admin port (and, with `bench=sink`, the
+//! benchmark sinks). The S3 service listens on 443 once its store is open
+//! (`crate::s3_service`).
 
 use alloc::sync::Arc;
 
 use net::tcp::{Stack, StackOptions};
+use net::tls::rustls;
 use net::tls::{CertStore, TlsError, UnixTimeSource};
 use runtime::executor::Spawner;
 use runtime::timers::Timers;
@@ -16,7 +19,14 @@ use crate::pvh::BootInfo;
 use crate::{rng, time};
 
 pub const HTTPS_PORT: u16 = 443;
-const LISTEN_BACKLOG: usize = 64;
+pub const ADMIN_PORT: u16 = 9443;
+pub const LISTEN_BACKLOG: usize = 64;
+
+/// What the S3 service needs from a running network.
+pub struct Running {
+    pub stack: Stack,
+    pub tls: Arc<rustls::ServerConfig>,
+}
 
 #[derive(Debug)]
 pub enum StartError {
@@ -35,7 +45,7 @@ fn unix_seconds() -> Option<u64> {
     time::unix_ns().map(|ns| ns / 1_000_000_000)
 }
 
-pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Timers) -> Result<(), StartError> {
+pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Timers) -> Result<Running, StartError> {
     let archive = services::bootfs::Archive::new(boot.boot_archive().ok_or(StartError::NoBootArchive)?);
     let chain = archive.get("tls/server.pem").ok_or(StartError::MissingFile("tls/server.pem"))?;
     let key = archive.get("tls/server.key").ok_or(StartError::MissingFile("tls/server.key"))?;
@@ -46,7 +56,7 @@ pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Tim
 
     let ip = net::ip::IpConfig::from_cmdline(boot.cmdline).unwrap_or(net::ip::IpConfig::Dhcp);
     let stack = Stack::new(device.mac(), ip, StackOptions::default(), time::now_ns(), rng::next_u64());
-    let listener = stack.listen(HTTPS_PORT, LISTEN_BACKLOG).map_err(StartError::Listen)?;
+    let listener = stack.listen(ADMIN_PORT, LISTEN_BACKLOG).map_err(StartError::Listen)?;
     let rx_event = &interrupts::EVENTS[usize::from(device.rx_vector)];
     let driver_stack = stack.clone();
     let driver_timers = timers.clone();
@@ -65,12 +75,12 @@ pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Tim
     let stats = Arc::new(services::health::Stats::default());
     drop(spawner.spawn(services::health::serve(
         listener,
-        config,
+        config.clone(),
         timers.clone(),
         spawner.clone(),
         services::health::Limits::default(),
         stats,
     )));
-    info!("net", "https listening"; port = u32::from(HTTPS_PORT), backlog = LISTEN_BACKLOG);
-    Ok(())
+    info!("net", "https health listening"; port = u32::from(ADMIN_PORT), backlog = LISTEN_BACKLOG);
+    Ok(Running { stack, tls: config })
 }

@@ -558,7 +558,10 @@ pub fn run_store_persistence(name: &str, disk: Option<impl InterruptBlockDevice>
     let elapsed_ms = (time::now_ns() - start) / 1_000_000;
     match outcome {
         Ok(detail) if crc_ok => {
-            println!("selftest PASS store-{name}-{} seed={seed} {detail} ms={elapsed_ms}", if write { "write" } else { "verify" });
+            println!(
+                "selftest PASS store-{name}-{} seed={seed} {detail} ms={elapsed_ms}",
+                if write { "write" } else { "verify" }
+            );
             true
         }
         Ok(_) => {
@@ -578,7 +581,11 @@ fn store_content(seed: u64, tag: u64, size: u64) -> Vec<u8> {
     out
 }
 
-async fn store_workout<D: BlockDevice>(disk: D, write: bool, seed: u64) -> Result<alloc::string::String, alloc::string::String> {
+async fn store_workout<D: BlockDevice>(
+    disk: D,
+    write: bool,
+    seed: u64,
+) -> Result<alloc::string::String, alloc::string::String> {
     use alloc::format;
     use fs::store::{FormatOptions, PutInfo, Store};
     use storage::version::Versioning;
@@ -600,22 +607,30 @@ async fn store_workout<D: BlockDevice>(disk: D, write: bool, seed: u64) -> Resul
                 writer.write(piece).await.map_err(|e| format!("{e:?}"))?;
             }
             let written = writer.finish().await.map_err(|e| format!("{e:?}"))?;
-            store.put_object("plain", &format!("object-{tag}"), written, PutInfo::default(), now_ms).await.map_err(|e| format!("{e:?}"))?;
+            store
+                .put_object("plain", &format!("object-{tag}"), written, PutInfo::default(), now_ms)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
         }
         for tag in [10u64, 11] {
             let mut writer = store.writer();
             writer.write(&store_content(seed, tag, 5000)).await.map_err(|e| format!("{e:?}"))?;
             let written = writer.finish().await.map_err(|e| format!("{e:?}"))?;
-            store.put_object("versioned", "doc", written, PutInfo::default(), now_ms).await.map_err(|e| format!("{e:?}"))?;
+            store
+                .put_object("versioned", "doc", written, PutInfo::default(), now_ms)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
         }
         let template = fs::record::UploadTemplate { content_type: None, headers: Vec::new() };
-        let upload = store.create_multipart("plain", "multipart", template, now_ms).await.map_err(|e| format!("{e:?}"))?;
+        let upload =
+            store.create_multipart("plain", "multipart", template, now_ms).await.map_err(|e| format!("{e:?}"))?;
         let mut parts = Vec::new();
         for (number, size) in [(1u32, 100 * 1024u64), (2, 7)] {
             let mut writer = store.writer();
             writer.write(&store_content(seed, 20 + u64::from(number), size)).await.map_err(|e| format!("{e:?}"))?;
             let written = writer.finish().await.map_err(|e| format!("{e:?}"))?;
-            let part = store.put_part(&upload, number, written, Vec::new(), now_ms).await.map_err(|e| format!("{e:?}"))?;
+            let part =
+                store.put_part(&upload, number, written, Vec::new(), now_ms).await.map_err(|e| format!("{e:?}"))?;
             parts.push((number, fs::state::hex(&part.md5)));
         }
         store.complete_multipart(&upload, &parts, now_ms).await.map_err(|e| format!("{e:?}"))?;
@@ -638,7 +653,12 @@ async fn store_workout<D: BlockDevice>(disk: D, write: bool, seed: u64) -> Resul
     multipart.extend_from_slice(&store_content(seed, 22, 7));
     expected.push(("plain", "multipart".into(), None, multipart));
     let versions: Vec<_> = store.with_state(|state| {
-        state.buckets.get("versioned").and_then(|b| b.objects.get("doc")).map(|v| v.entries().iter().map(|e| e.id()).collect()).unwrap_or_default()
+        state
+            .buckets
+            .get("versioned")
+            .and_then(|b| b.objects.get("doc"))
+            .map(|v| v.entries().iter().map(|e| e.id()).collect())
+            .unwrap_or_default()
     });
     if versions.len() != 2 {
         return Err(format!("versioned/doc has {} versions, not 2", versions.len()));

@@ -43,12 +43,14 @@ fn boot() -> Vm {
     let state = State::at(&root);
     std::fs::create_dir_all(state.logs_dir()).expect("state dir");
     let certificates = xtask::bootfs::ensure_certificates(&state).expect("certificates");
-    let archive = xtask::bootfs::pack(&state, &certificates).expect("boot archive");
+    let credentials = xtask::bootfs::ensure_credentials(&state).expect("credentials");
+    let archive = xtask::bootfs::pack(&state, &certificates, &credentials).expect("boot archive");
     let port = free_port();
     let mut config = VmConfig::new(&elf, "log=debug");
     config.memory_mib = 512;
     config.initrd = Some(archive);
-    config.net = Some(NetConfig { forwards: vec![(port, 443)] });
+    // No data disk: the health responder on the admin port is what answers.
+    config.net = Some(NetConfig { forwards: vec![(port, 9443)] });
     let serial = state.serial_log();
     let (child, _) = xtask::qemu::run_until_line(&config, &serial, "\"msg\":\"ready\"", Duration::from_secs(120))
         .expect("the VM boots");

@@ -16,6 +16,7 @@
 //! - [`time`]: HTTP dates and the ISO-8601 timestamps of XML bodies.
 
 pub mod addressing;
+pub mod auth;
 pub mod error;
 pub mod http;
 pub mod server;

@@ -96,61 +96,62 @@ impl<'a, 'c, C: Connection> PayloadReader<'a, 'c, C> {
             if self.ended {
                 return Ok(false);
             }
-            match &mut self.decoder {
-                None => {
-                    if !self.io.read_body(out).await.map_err(PayloadError::Transport)? {
-                        self.ended = true;
-                    }
-                }
-                Some(decoder) => {
-                    if self.raw_start < self.raw.len() {
-                        let consumed = decoder.decode(&self.raw[self.raw_start..], out)?;
-                        self.raw_start += consumed;
-                        if consumed > 0 {
-                            continue;
-                        }
-                    }
-                    // The decoder needs more: keep the unconsumed rest.
-                    self.raw.drain(..self.raw_start);
-                    self.raw_start = 0;
-                    if self.raw.len() > 64 * 1024 {
-                        // A framing line longer than any valid one.
-                        return Err(PayloadError::S3(S3ErrorCode::IncompleteBody));
-                    }
-                    if !self.io.read_body(&mut self.raw).await.map_err(PayloadError::Transport)? {
-                        // Feed what is left until the decoder stops making progress.
-                        loop {
-                            if self.raw_start >= self.raw.len() {
-                                break;
-                            }
-                            let consumed = decoder.decode(&self.raw[self.raw_start..], out)?;
-                            if consumed == 0 {
-                                break;
-                            }
-                            self.raw_start += consumed;
-                        }
-                        if self.raw_start < self.raw.len() {
-                            return Err(PayloadError::S3(S3ErrorCode::IncompleteBody));
-                        }
-                        self.ended = true;
-                    }
-                }
-            }
-            self.received += out.len() as u64;
-            if self.received > self.max_bytes {
-                return Err(PayloadError::S3(S3ErrorCode::EntityTooLarge));
-            }
-            if self.declared.is_some_and(|declared| self.received > declared) {
-                return Err(PayloadError::S3(S3ErrorCode::IncompleteBody));
-            }
-            if let Some((hasher, _)) = &mut self.sha256 {
-                hasher.update(&out[..]);
-            }
-            for check in &mut self.checks {
-                check.update(out);
-            }
+            self.fill(out).await?;
+        }
+        self.received += out.len() as u64;
+        if self.received > self.max_bytes {
+            return Err(PayloadError::S3(S3ErrorCode::EntityTooLarge));
+        }
+        if self.declared.is_some_and(|declared| self.received > declared) {
+            return Err(PayloadError::S3(S3ErrorCode::IncompleteBody));
+        }
+        if let Some((hasher, _)) = &mut self.sha256 {
+            hasher.update(&out[..]);
+        }
+        for check in &mut self.checks {
+            check.update(out);
         }
         Ok(true)
+    }
+
+    /// Appends some payload bytes to `out` (possibly none, e.g. after only
+    /// a chunk header), or marks the end.
+    async fn fill(&mut self, out: &mut Vec<u8>) -> Result<(), PayloadError> {
+        let Some(decoder) = &mut self.decoder else {
+            if !self.io.read_body(out).await.map_err(PayloadError::Transport)? {
+                self.ended = true;
+            }
+            return Ok(());
+        };
+        if self.raw_start < self.raw.len() {
+            let consumed = decoder.decode(&self.raw[self.raw_start..], out)?;
+            self.raw_start += consumed;
+            if consumed > 0 {
+                return Ok(());
+            }
+        }
+        // The decoder needs more: keep the unconsumed rest.
+        self.raw.drain(..self.raw_start);
+        self.raw_start = 0;
+        if self.raw.len() > 64 * 1024 {
+            // A framing line longer than any valid one.
+            return Err(PayloadError::S3(S3ErrorCode::IncompleteBody));
+        }
+        if !self.io.read_body(&mut self.raw).await.map_err(PayloadError::Transport)? {
+            // Feed what is left until the decoder stops making progress.
+            while self.raw_start < self.raw.len() {
+                let consumed = decoder.decode(&self.raw[self.raw_start..], out)?;
+                if consumed == 0 {
+                    break;
+                }
+                self.raw_start += consumed;
+            }
+            if self.raw_start < self.raw.len() {
+                return Err(PayloadError::S3(S3ErrorCode::IncompleteBody));
+            }
+            self.ended = true;
+        }
+        Ok(())
     }
 
     /// After the end: every promise about the payload checked. Returns the
