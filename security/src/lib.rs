@@ -14,7 +14,9 @@
 
 extern crate alloc;
 
+pub mod apikey;
 pub mod checksum;
 pub mod chunked;
 mod hex;
+pub mod keystore;
 pub mod sigv4;
