@@ -245,7 +245,10 @@ fn serve(
             crate::s3_service::start(boot, nvme, &running, &spawner, &timers)
         }
         (Some(running), _, Some(disk), _) => crate::s3_service::start(boot, disk, &running, &spawner, &timers),
-        (Some(_), ..) => warn!("storage", "no data disk: S3 is not served"),
+        (Some(running), ..) => {
+            warn!("storage", "no data disk: S3 is not served");
+            running.serve_health_only(&spawner, &timers);
+        }
     }
     info!("boot", "ready"; boot_ms = time::now_ns() / 1_000_000, devices = devices.len());
     executor.block_on(core::future::pending::<()>(), &mut platform, &timers);

@@ -1,8 +1,8 @@
 //! Brings up the network service: our TCP/IP stack on the virtio-net
-//! device, TLS with the certificate from the boot archive, and the HTTPS
-//! health responder on the admin port (and, with `bench=sink`, the
-//! benchmark sinks). The S3 service listens on 443 once its store is open
-//! (`crate::s3_service`).
+//! device, TLS with the certificate from the boot archive (and, with
+//! `bench=sink`, the benchmark sinks). The S3 service (`crate::s3_service`)
+//! listens on 443 and the admin API on 9443; without a data disk only a
+//! health responder answers on 9443.
 
 use alloc::sync::Arc;
 
@@ -26,6 +26,27 @@ pub const LISTEN_BACKLOG: usize = 64;
 pub struct Running {
     pub stack: Stack,
     pub tls: Arc<rustls::ServerConfig>,
+}
+
+impl Running {
+    /// The health responder alone on the admin port, for an appliance
+    /// that has no data disk to serve.
+    pub fn serve_health_only(&self, spawner: &Spawner, timers: &Timers) {
+        let Ok(listener) = self.stack.listen(ADMIN_PORT, LISTEN_BACKLOG) else {
+            return;
+        };
+        let stats = Arc::new(services::health::Stats::default());
+        let limits = services::health::Limits::default();
+        drop(spawner.spawn(services::health::serve(
+            listener,
+            self.tls.clone(),
+            timers.clone(),
+            spawner.clone(),
+            limits,
+            stats,
+        )));
+        info!("net", "https health listening"; port = u32::from(ADMIN_PORT));
+    }
 }
 
 #[derive(Debug)]
@@ -56,7 +77,6 @@ pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Tim
 
     let ip = net::ip::IpConfig::from_cmdline(boot.cmdline).unwrap_or(net::ip::IpConfig::Dhcp);
     let stack = Stack::new(device.mac(), ip, StackOptions::default(), time::now_ns(), rng::next_u64());
-    let listener = stack.listen(ADMIN_PORT, LISTEN_BACKLOG).map_err(StartError::Listen)?;
     let rx_event = &interrupts::EVENTS[usize::from(device.rx_vector)];
     let driver_stack = stack.clone();
     let driver_timers = timers.clone();
@@ -72,15 +92,5 @@ pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Tim
         drop(spawner.spawn(services::sink::tls(secure, config.clone(), timers.clone(), spawner.clone())));
         info!("net", "benchmark sinks listening"; plain_port = u32::from(PLAIN_SINK_PORT), tls_port = u32::from(TLS_SINK_PORT));
     }
-    let stats = Arc::new(services::health::Stats::default());
-    drop(spawner.spawn(services::health::serve(
-        listener,
-        config.clone(),
-        timers.clone(),
-        spawner.clone(),
-        services::health::Limits::default(),
-        stats,
-    )));
-    info!("net", "https health listening"; port = u32::from(ADMIN_PORT), backlog = LISTEN_BACKLOG);
     Ok(Running { stack, tls: config })
 }

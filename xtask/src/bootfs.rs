@@ -106,6 +106,9 @@ pub struct Credentials {
     pub node_key: PathBuf,
     /// `access_key_id\nsecret\n`.
     pub admin_file: PathBuf,
+    /// The admin API's bearer token (an admin API key, `rc_<id>_<secret>`).
+    pub admin_token: String,
+    pub admin_token_file: PathBuf,
 }
 
 fn random_bytes(n: usize) -> Result<Vec<u8>> {
@@ -144,6 +147,13 @@ pub fn ensure_credentials(state: &State) -> Result<Credentials> {
         std::fs::write(&admin_file, format!("{id}\n{secret}\n"))?;
         println!("xtask: created the admin key {id} (secret in {})", admin_file.display());
     }
+    let admin_token_file = dir.join("admin-token");
+    if !admin_token_file.is_file() {
+        let bytes: [u8; security::apikey::RANDOM_BYTES] =
+            random_bytes(security::apikey::RANDOM_BYTES)?.try_into().map_err(|_| anyhow::anyhow!("random bytes"))?;
+        std::fs::write(&admin_token_file, security::apikey::ApiKey::generate(&bytes).to_text())?;
+    }
+    let admin_token = std::fs::read_to_string(&admin_token_file)?.trim().to_string();
     let text = std::fs::read_to_string(&admin_file)?;
     let mut lines = text.lines();
     let (Some(id), Some(secret)) = (lines.next(), lines.next()) else {
@@ -154,6 +164,8 @@ pub fn ensure_credentials(state: &State) -> Result<Credentials> {
         secret_access_key: secret.trim().to_string(),
         node_key,
         admin_file,
+        admin_token,
+        admin_token_file,
     })
 }
 
@@ -188,6 +200,7 @@ pub fn pack(state: &State, certificates: &Certificates, credentials: &Credential
     std::fs::create_dir_all(&keys)?;
     std::fs::copy(&credentials.admin_file, keys.join("admin"))?;
     std::fs::copy(&credentials.node_key, keys.join("node.key"))?;
+    std::fs::copy(&credentials.admin_token_file, keys.join("admin-token"))?;
     let archive = state.dir().join("bootfs.tar");
     let mut cmd = Command::new("tar");
     cmd.args(["--format=ustar", "--owner=0", "--group=0", "-cf"]).arg(&archive).arg("-C").arg(&staging).arg(".");

@@ -15,6 +15,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+pub mod admin;
 pub mod bootfs;
 pub mod image;
 pub mod netbench;

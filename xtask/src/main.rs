@@ -27,6 +27,8 @@ commands:
                         crash simulation of the store: N power cuts (default
                         10000) over seeds S, S+1, ... (default 1000); prints
                         the seed of any failure
+  admin <command>       the admin API of a running VM (keys, grants, quotas,
+                        renames); `cargo xtask admin help` lists the commands
   bench <name>          benchmarks; names: platform, net (root: netns + TAP), storage
 ";
 
@@ -78,6 +80,9 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
         }
         "bench" => return bench(rest),
         "crash" => return crash(rest),
+        "admin" => {
+            return Ok(if xtask::admin::run(rest)? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
         "help" | "-h" | "--help" => print!("{USAGE}"),
         other => bail!("unknown command {other:?}\n{USAGE}"),
     }

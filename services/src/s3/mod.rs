@@ -16,9 +16,11 @@
 //! - [`time`]: HTTP dates and the ISO-8601 timestamps of XML bodies.
 
 pub mod addressing;
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod http;
+pub mod keys;
 pub mod server;
 pub mod time;
 pub mod validate;

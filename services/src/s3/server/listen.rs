@@ -127,3 +127,28 @@ pub async fn serve_plain<D: BlockDevice + 'static, A: Authenticator + 'static>(
         }));
     }
 }
+
+/// Serves the admin API over TLS on `listener` forever.
+pub async fn serve_admin_tls<D: BlockDevice + 'static>(
+    service: Rc<S3Service<D, crate::s3::auth::KeyAuth<crate::s3::keys::StoreKeys>>>,
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    timers: Timers,
+    spawner: Spawner,
+    random: fn(&mut [u8]),
+) {
+    loop {
+        let Ok(tcp) = listener.accept().await else {
+            timers.sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let (service, config, timers) = (service.clone(), config.clone(), timers.clone());
+        drop(spawner.spawn(async move {
+            let Ok(Ok(mut stream)) = timers.timeout(HANDSHAKE_TIMEOUT, TlsStream::accept(tcp, config)).await else {
+                return;
+            };
+            service.serve_admin_connection(&mut stream, &timers, random).await;
+            let _ = timers.timeout(Duration::from_secs(5), stream.close()).await;
+        }));
+    }
+}

@@ -15,7 +15,7 @@
 mod checksums;
 mod io;
 pub mod listen;
-mod ops;
+pub(crate) mod ops;
 mod payload;
 
 use alloc::boxed::Box;
