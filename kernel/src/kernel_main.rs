@@ -188,6 +188,10 @@ pub fn start(start_info: u64) -> ! {
             };
             exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
         }
+        Some("scenario") => {
+            let ok = selftest::run_scenario(&boot, disk);
+            exit_qemu(if ok { ExitCode::Success } else { ExitCode::Failure });
+        }
         Some("guard-fault") => {
             selftest::run_guard_fault();
             exit_qemu(ExitCode::Failure);

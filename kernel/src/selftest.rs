@@ -534,6 +534,83 @@ pub fn run_block_persistence(name: &str, disk: Option<impl InterruptBlockDevice>
     ok
 }
 
+/// The boot-time S3 scenario (the seed's bootfs harness): formats the
+/// virtio-blk disk as a fresh store, opens the keystore with the admin token
+/// of the boot archive and runs `scenario.s3` from the archive against the
+/// S3 service in-process, printing one PASS or FAIL line.
+pub fn run_scenario(boot: &BootInfo, disk: Option<impl InterruptBlockDevice>) -> bool {
+    use services::s3::scenario;
+    let archive = boot.boot_archive().map(services::bootfs::Archive::new);
+    let file = |name: &str| archive.as_ref().and_then(|a| a.get(name));
+    let (Some(text), Some(token), Some(disk)) = (
+        file("scenario.s3").and_then(|b| core::str::from_utf8(b).ok()),
+        file("keys/admin-token").and_then(|b| core::str::from_utf8(b).ok()).map(str::trim),
+        disk,
+    ) else {
+        println!(
+            "selftest FAIL scenario needs scenario.s3 and keys/admin-token in the boot archive and a virtio-blk disk"
+        );
+        return false;
+    };
+    let steps = match scenario::parse(text) {
+        Ok(steps) => steps,
+        Err(error) => {
+            println!("selftest FAIL scenario parse error line={} {}", error.line, error.reason);
+            return false;
+        }
+    };
+    let executor = Executor::new();
+    let timers = crate::platform::new_timers();
+    let mut platform = KernelPlatform::new();
+    drop(executor.spawn(disk.reaper(&interrupts::EVENTS[usize::from(disk.vector())])));
+    let now_ms = || time::unix_ns().unwrap_or(0) / 1_000_000;
+    let start = time::now_ns();
+    let outcome = executor.block_on(
+        async {
+            use services::s3::auth::KeyAuth;
+            use services::s3::keys::{Bootstrap, StoreKeys};
+            use services::s3::server::{S3Config, S3Service};
+            let mut volume_id = [0u8; 16];
+            rng::fill(&mut volume_id);
+            let options = fs::store::FormatOptions { volume_id, now_ms: now_ms(), ..Default::default() };
+            let store = fs::store::Store::format(disk, options).await.map_err(|e| alloc::format!("format: {e:?}"))?;
+            let bootstrap = Bootstrap { admin_sigv4: None, admin_token: Some(token.into()) };
+            let node_key = security::keystore::NodeKey::new([0; 32]);
+            let keys = StoreKeys::open(&store, node_key, &bootstrap, rng::fill, now_ms())
+                .await
+                .map_err(|e| alloc::format!("keystore: {e:?}"))?;
+            let service = S3Service::new(
+                store,
+                KeyAuth { keys },
+                S3Config::default(),
+                || time::unix_ns().unwrap_or(0) / 1_000_000,
+                1,
+            );
+            let passed = scenario::run(&service, &timers, &steps, token)
+                .await
+                .map_err(|f| alloc::format!("line={} {}", f.line, f.detail))?;
+            let check = service.store.check().await;
+            if !check.problems.is_empty() {
+                return Err(alloc::format!("consistency check: {:?}", check.problems));
+            }
+            Ok::<_, alloc::string::String>(passed)
+        },
+        &mut platform,
+        &timers,
+    );
+    let ms = (time::now_ns() - start) / 1_000_000;
+    match outcome {
+        Ok(passed) => {
+            println!("selftest PASS scenario steps={passed} ms={ms}");
+            true
+        }
+        Err(detail) => {
+            println!("selftest FAIL scenario {detail}");
+            false
+        }
+    }
+}
+
 /// Objects of these sizes (bytes): empty, one byte, just over a page,
 /// just over a chunk, several chunks.
 const STORE_TEST_SIZES: [u64; 5] = [0, 1, 4097, (1 << 20) + 3, 3 << 20];

@@ -224,3 +224,45 @@ fn cpu_without_required_features_is_refused() {
     assert!(outcome.serial.contains("boot refused: this CPU lacks a feature"), "{}", outcome.serial);
     assert!(!outcome.serial.contains("selftest"));
 }
+
+#[test]
+fn boot_time_s3_scenario_passes() {
+    // The seed's bootfs harness: the archive carries an S3 scenario and an
+    // admin token; the kernel runs the scenario against its own S3 service
+    // on virtio-blk and reports through its exit code.
+    let _disks = disk_images();
+    let _turn = ONE_VM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = xtask::repo_root().join("target/image/boot_smoke/scenario");
+    let staging = dir.join("staging");
+    std::fs::create_dir_all(staging.join("keys")).expect("staging directory");
+    let scenario = xtask::repo_root().join("services/scenarios/basic.s3");
+    std::fs::copy(&scenario, staging.join("scenario.s3")).expect("copy the scenario");
+    std::fs::write(
+        staging.join("keys/admin-token"),
+        "rc_00112233445566ff_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+    )
+    .expect("token");
+    let archive = dir.join("bootfs.tar");
+    let status = std::process::Command::new("tar")
+        .args(["--format=ustar", "--owner=0", "--group=0", "-cf"])
+        .arg(&archive)
+        .arg("-C")
+        .arg(&staging)
+        .arg(".")
+        .status()
+        .expect("tar runs");
+    assert!(status.success());
+    let blk = dir.join("virtio-blk.img");
+    let _ = std::fs::remove_file(&blk);
+    xtask::qemu::ensure_disk(&blk, 256 << 20).expect("disk");
+    let mut config = VmConfig::new(image(), "selftest=scenario log=warn");
+    config.memory_mib = MEMORY_MIB;
+    config.initrd = Some(archive);
+    config.virtio_blk = Some(blk);
+    let outcome = xtask::qemu::run_to_exit(&config, BOOT_TIMEOUT).expect("QEMU runs");
+    println!("--- serial log (scenario) ---\n{}", outcome.serial);
+    assert_eq!(outcome.exit, VmExit::Pass, "the scenario must pass");
+    let line = outcome.serial.lines().find(|l| l.starts_with("selftest PASS scenario ")).expect("a PASS line");
+    let steps: usize = line.split_whitespace().find_map(|w| w.strip_prefix("steps=")).unwrap().parse().unwrap();
+    assert!(steps >= 30, "{line}");
+}

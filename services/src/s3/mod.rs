@@ -21,6 +21,7 @@ pub mod auth;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod scenario;
 pub mod server;
 pub mod time;
 pub mod validate;
