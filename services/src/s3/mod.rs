@@ -23,6 +23,7 @@ pub mod http;
 pub mod keys;
 pub mod scenario;
 pub mod server;
+pub mod setup;
 pub mod time;
 pub mod validate;
 pub mod xml;

@@ -208,7 +208,8 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let is_head = head.method == crate::s3::http::Method::Head;
         let keep_alive = head.keep_alive;
-        let outcome = ops::handle(self, io, &head, &request_id).await;
+        let mut access = ops::Access::default();
+        let outcome = ops::handle(self, io, &head, &request_id, &mut access).await;
         let (mut reply, operation) = match outcome {
             Ok(done) => done,
             Err(ops::Failure::Transport(error)) => {
@@ -258,6 +259,9 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
         crate::info!("s3", "request";
             id = &*request_id,
             op = operation,
+            key_id = &*access.key_id,
+            bucket = &*access.bucket,
+            key = &*access.key,
             method = head.method.as_str(),
             status = u64::from(status),
             bytes_in = io.body_bytes,

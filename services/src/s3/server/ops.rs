@@ -43,6 +43,14 @@ pub(crate) enum Failure {
 
 type Outcome<'s, D> = Result<(Reply<'s, D>, &'static str), Failure>;
 
+/// Who did what, for the access log: filled in as far as the request got.
+#[derive(Debug, Default)]
+pub(crate) struct Access {
+    pub key_id: String,
+    pub bucket: String,
+    pub key: String,
+}
+
 /// Headers stored with an object and returned on GET and HEAD, besides
 /// `x-amz-meta-*` and `Content-Type`.
 const STORED_HEADERS: [&str; 5] =
@@ -149,6 +157,7 @@ pub(crate) async fn handle<'s, D: BlockDevice, A: Authenticator, C: Connection>(
     io: &mut ConnIo<'_, C>,
     head: &RequestHead,
     request_id: &str,
+    access: &mut Access,
 ) -> Outcome<'s, D> {
     let fail = |code: S3ErrorCode, op: &'static str| Failure::S3(S3Error::new(code, request_id), op);
     let target = resolve_target(head.headers.get("host"), &service.config.domain, head.path())
@@ -156,6 +165,9 @@ pub(crate) async fn handle<'s, D: BlockDevice, A: Authenticator, C: Connection>(
     let query = parse_query(head.query().unwrap_or("")).map_err(|e| fail(e.into(), "Unknown"))?;
     let authenticated =
         service.auth.authenticate(head, service.now_ms() / 1000).map_err(|code| fail(code, "Authenticate"))?;
+    access.key_id.clone_from(&authenticated.principal.access_key);
+    access.bucket = target.bucket.clone().unwrap_or_default();
+    access.key = target.key.clone().unwrap_or_default();
     let resource = match (&target.bucket, &target.key) {
         (Some(bucket), Some(key)) => format!("/{bucket}/{key}"),
         (Some(bucket), None) => format!("/{bucket}"),
@@ -957,7 +969,7 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
             }
         }
         let mut response = crate::s3::http::Response::new(status);
-        object_headers(&mut response, meta, handle.id, request);
+        object_headers(&mut response, meta, handle.id, request, status == 200);
         if let Some(range) = content_range {
             response.header("Content-Range", &range);
         }
@@ -1189,7 +1201,16 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
 }
 
 /// The headers of GET and HEAD for a stored object.
-fn object_headers(response: &mut crate::s3::http::Response, meta: &ObjectMeta, id: VersionId, request: &Request<'_>) {
+/// `whole`: the response carries the whole object, so the whole object's
+/// checksum applies (a range or a part gets none, as in S3: a client
+/// would check the partial bytes against it and fail).
+fn object_headers(
+    response: &mut crate::s3::http::Response,
+    meta: &ObjectMeta,
+    id: VersionId,
+    request: &Request<'_>,
+    whole: bool,
+) {
     response.header("ETag", &quoted(&meta.etag));
     response.header("Last-Modified", &format_http_date(meta.last_modified_ms / 1000));
     response.header("Accept-Ranges", "bytes");
@@ -1222,7 +1243,8 @@ fn object_headers(response: &mut crate::s3::http::Response, meta: &ObjectMeta, i
     if id != VersionId::Null {
         response.header("x-amz-version-id", &id.to_string());
     }
-    if request.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("ENABLED"))
+    if whole
+        && request.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("ENABLED"))
         && meta.part_sizes.is_empty()
     {
         add_checksum_headers(response, &meta.checksums);
