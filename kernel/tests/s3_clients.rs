@@ -337,7 +337,7 @@ impl Env {
         cmd.args(args);
         // Progress lines only clutter the table (a display option, not a
         // transfer setting).
-        if args.first() == Some(&"s3") && matches!(args.get(1), Some(&"cp") | Some(&"rm")) {
+        if args.first() == Some(&"s3") && args.get(1) == Some(&"cp") {
             cmd.arg("--no-progress");
         }
         self.aws_env(&mut cmd);
@@ -405,6 +405,15 @@ fn aws_cli(env: &Env, report: &mut Report) {
             expect(out.contains("-3\\\"\"") && out.contains("\"ContentLength\": 20971520"), out)
         }),
     );
+
+    // A server-side copy of 20 MiB: the CLI uses UploadPartCopy with
+    // x-amz-copy-source-range for anything over 8 MiB.
+    let copied = r(&["s3", "cp", "s3://aws-cli/dir/big.bin", "s3://aws-cli/copy/big.bin"], LONG).ok().and_then(|_| {
+        let target = down.join("big-copy.bin");
+        r(&["s3", "cp", "s3://aws-cli/copy/big.bin", &target.to_string_lossy()], LONG).ok()?;
+        same_file(&env.files.path("big.bin"), &target)
+    });
+    report.add(C, "s3 cp s3->s3 20 MiB (UploadPartCopy) + download + cmp", copied);
 
     // One PUT of 12 MiB: the CLI downloads it in 8 MiB ranges, asking for
     // checksums, which only a whole-object response may carry.
