@@ -5,6 +5,8 @@
 //! - [`image`]: build the bootable kernel ELF.
 //! - [`qemu`]: the QEMU command line, and running a VM to its exit or to a
 //!   serial line.
+//! - [`clients`]: real S3 clients (AWS CLI, boto3, s3cmd, rclone, s3fs,
+//!   curl) for the end-to-end tests, installed on first use.
 //! - [`state`]: `.rustcore/` at the repo root (disks, logs, pid file).
 //! - [`netbench`]: `bench net`, the hosted network stack against Linux in
 //!   network namespaces.
@@ -17,6 +19,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod admin;
 pub mod bootfs;
+pub mod clients;
 pub mod image;
 pub mod netbench;
 pub mod qemu;

@@ -81,7 +81,7 @@ pub fn ensure_host_tools() -> Result<()> {
     Ok(())
 }
 
-fn is_root() -> Result<bool> {
+pub(crate) fn is_root() -> Result<bool> {
     let output = Command::new("id").arg("-u").output().context("cannot run `id -u`")?;
     Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
 }
