@@ -25,18 +25,7 @@ use xtask::state::State;
 /// Checks that fail because of a known server bug, with the reason: their
 /// failure is reported as KNOWN and does not fail the test. (client,
 /// operation, reason). Keep it empty unless a bug is filed.
-const KNOWN_SERVER_BUGS: &[(&str, &str, &str)] = &[
-    (
-        "aws-cli",
-        "s3 cp down 12 MiB single-part object (ranged GETs) + cmp",
-        "server bug: a ranged GET with x-amz-checksum-mode: ENABLED returns the whole object's x-amz-checksum-crc32",
-    ),
-    (
-        "boto3",
-        "get_object Range on a single-part object (default checksum validation)",
-        "server bug: a ranged GET with x-amz-checksum-mode: ENABLED returns the whole object's x-amz-checksum-crc32",
-    ),
-];
+const KNOWN_SERVER_BUGS: &[(&str, &str, &str)] = &[];
 
 const MIB: usize = 1 << 20;
 /// Per client command; generous, since TCG is slow and the machine shared.

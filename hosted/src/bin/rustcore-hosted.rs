@@ -1,23 +1,33 @@
-//! The network service on Linux: our TCP/IP stack on a TAP device, TLS with
-//! the given certificate, the HTTPS health responder on 443, and sinks for
-//! throughput benchmarks (they read and discard everything):
-//! plain TCP on `--sink-port`, TLS on `--tls-sink-port`.
+//! The appliance's services on Linux: our TCP/IP stack on a TAP device, TLS
+//! with the given certificate, and either the S3 service (with `--data`: S3
+//! over TLS on 443, the admin API on 9443, plain-HTTP S3 on `--plain-port`
+//! if given) or the HTTPS health responder on 443; plus sinks for
+//! throughput benchmarks (they read and discard everything): plain TCP on
+//! `--sink-port`, TLS on `--tls-sink-port`.
 //!
 //! `rustcore-hosted --tap NAME --ip 10.99.0.2/24 --cert CHAIN.pem --key KEY.pem
-//!  [--sink-port 5001] [--tls-sink-port 5443]`
+//!  [--data FILE --keys DIR [--data-bytes N] [--plain-port N]] [--sink-port 5001] [--tls-sink-port 5443]`
 //!
-//! Prints `rustcore-hosted ready ...` once listening. Runs until killed.
+//! `--keys DIR` holds what the kernel finds in its boot archive under
+//! `keys/`: `node.key`, `admin`, `admin-token` (`cargo xtask run` makes them
+//! in `.rustcore/keys/`). Prints `rustcore-hosted ready ...` once listening.
+//! Runs until killed.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use hosted::Runtime;
+use hosted::block::FileDisk;
 use hosted::tap::TapDevice;
 use net::ip::{IpConfig, Ipv4Cidr};
 use net::tcp::{Stack, StackOptions};
 use net::tls::rustls::ServerConfig;
 use net::tls::{CertStore, UnixTimeSource};
+use security::keystore::NodeKey;
+use services::s3::keys::Bootstrap;
+use services::s3::server::S3Config;
+use services::s3::setup::{self, ServeOptions};
 
 const HTTPS_PORT: u16 = 443;
 const LISTEN_BACKLOG: usize = 64;
@@ -28,7 +38,8 @@ const LISTEN_BACKLOG: usize = 64;
 use services::sink::SINK_BACKLOG;
 
 const USAGE: &str = "usage: rustcore-hosted --tap NAME --ip ADDR/PREFIX --cert CHAIN.pem --key KEY.pem \
-                     [--sink-port 5001] [--tls-sink-port 5443]";
+                     [--data FILE --keys DIR [--data-bytes N] [--plain-port N]] [--sink-port 5001] [--tls-sink-port 5443]";
+const ADMIN_PORT: u16 = 9443;
 
 #[derive(Debug)]
 struct Args {
@@ -38,11 +49,16 @@ struct Args {
     key: String,
     sink_port: u16,
     tls_sink_port: u16,
+    data: Option<String>,
+    data_bytes: u64,
+    keys: Option<String>,
+    plain_port: Option<u16>,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let (mut tap, mut ip, mut cert, mut key) = (None, None, None, None);
     let (mut sink_port, mut tls_sink_port) = (5001, 5443);
+    let (mut data, mut keys, mut plain_port, mut data_bytes) = (None, None, None, 8u64 << 30);
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
         let value = iter.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -54,6 +70,10 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--key" => key = Some(value.clone()),
             "--sink-port" => sink_port = port()?,
             "--tls-sink-port" => tls_sink_port = port()?,
+            "--data" => data = Some(value.clone()),
+            "--keys" => keys = Some(value.clone()),
+            "--plain-port" => plain_port = Some(port()?),
+            "--data-bytes" => data_bytes = value.parse().map_err(|_| format!("bad size {value:?}"))?,
             _ => return Err(format!("unknown option {flag:?}")),
         }
     }
@@ -64,6 +84,10 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         key: key.ok_or("--key is required")?,
         sink_port,
         tls_sink_port,
+        data,
+        data_bytes,
+        keys,
+        plain_port,
     })
 }
 
@@ -90,6 +114,20 @@ fn random_mac() -> [u8; 6] {
     hosted::rng::fill(&mut mac).expect("host randomness");
     mac[0] = (mac[0] & 0xfc) | 0x02;
     mac
+}
+
+/// The data disk and the keys for the S3 service.
+fn s3_options(args: &Args, data: &str, keys: &str) -> Result<(FileDisk, NodeKey, Bootstrap), String> {
+    let disk = FileDisk::open(std::path::Path::new(data), 512, args.data_bytes).map_err(|e| format!("{data}: {e}"))?;
+    let dir = std::path::Path::new(keys);
+    let files: Vec<(String, Vec<u8>)> = ["node.key", "admin", "admin-token"]
+        .iter()
+        .filter_map(|name| std::fs::read(dir.join(name)).ok().map(|bytes| (format!("keys/{name}"), bytes)))
+        .collect();
+    let (node_key, bootstrap) =
+        setup::boot_keys(|name| files.iter().find(|(n, _)| n == name).map(|(_, bytes)| bytes.as_slice()));
+    let node_key = node_key.ok_or_else(|| format!("{keys}/node.key must hold 32 bytes"))?;
+    Ok((disk, node_key, bootstrap))
 }
 
 fn main() -> ExitCode {
@@ -125,6 +163,20 @@ fn main() -> ExitCode {
     let listen =
         |port, backlog| stack.listen(port, backlog).unwrap_or_else(|error| panic!("listen on {port}: {error}"));
     let https = listen(HTTPS_PORT, LISTEN_BACKLOG);
+    let s3 = match (&args.data, &args.keys) {
+        (Some(data), Some(keys)) => match s3_options(&args, data, keys) {
+            Ok(disk_and_files) => Some(disk_and_files),
+            Err(error) => {
+                eprintln!("rustcore-hosted: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => None,
+        _ => {
+            eprintln!("rustcore-hosted: --data and --keys go together\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
     let (sink, secure_sink) = (listen(args.sink_port, SINK_BACKLOG), listen(args.tls_sink_port, SINK_BACKLOG));
 
     let rx_event = device.rx_event();
@@ -133,14 +185,30 @@ fn main() -> ExitCode {
         let mut device = device;
         net::tcp::drive(driver_stack, &mut device, driver_timers, Some(&rx_event)).await;
     }));
-    drop(spawner.spawn(services::health::serve(
-        https,
-        config.clone(),
-        timers.clone(),
-        spawner.clone(),
-        services::health::Limits::default(),
-        Arc::new(services::health::Stats::default()),
-    )));
+    match s3 {
+        Some((disk, node_key, bootstrap)) => {
+            let options = ServeOptions {
+                node_key,
+                bootstrap,
+                tls: config.clone(),
+                s3: https,
+                admin: listen(ADMIN_PORT, LISTEN_BACKLOG),
+                plain: args.plain_port.map(|port| listen(port, LISTEN_BACKLOG)),
+                config: S3Config::default(),
+                now_ms: || hosted::clock::unix_time_ns() / 1_000_000,
+                random: |out| hosted::rng::fill(out).expect("host randomness"),
+            };
+            drop(spawner.spawn(setup::serve(disk, options, timers.clone(), spawner.clone())));
+        }
+        None => drop(spawner.spawn(services::health::serve(
+            https,
+            config.clone(),
+            timers.clone(),
+            spawner.clone(),
+            services::health::Limits::default(),
+            Arc::new(services::health::Stats::default()),
+        ))),
+    }
     drop(spawner.spawn(services::sink::plain(sink, spawner.clone())));
     drop(spawner.spawn(services::sink::tls(secure_sink, config, timers, spawner.clone())));
 
