@@ -275,3 +275,141 @@ fn a_torn_superblock_falls_back_to_the_other_copy() {
         assert!(matches!(Store::open(Arc::new(RamDisk::new(4096, 100))).await, Err(StoreError::NotFormatted(_))));
     });
 }
+
+/// A journal big enough that no checkpoint takes pages during the test, so
+/// free-page counts are exact.
+fn roomy() -> FormatOptions {
+    FormatOptions { journal_pages: Some(256), ..options() }
+}
+
+#[test]
+fn expiring_noncurrent_versions_frees_their_chunks() {
+    let disk = sim(4096, 8);
+    block_on(async {
+        let store = Store::format(disk.clone(), roomy()).await.unwrap();
+        store.create_bucket("g", "o", 1).await.unwrap();
+        store.set_versioning("g", Versioning::Enabled).await.unwrap();
+        let empty = store.free_pages();
+        // k: versions created at 2001..=2004 ms, 3 pages each.
+        for tag in 1..=4 {
+            put(&store, "g", "k", tag, 3 * 4096).await;
+        }
+        // m: one version (created at 2005), then a delete marker at 3000.
+        put(&store, "g", "m", 5, 4096).await;
+        store.delete_object("g", "m", None, 3_000).await.unwrap();
+        assert_eq!(empty - store.free_pages(), 13);
+        let versions_of = |key: &str| {
+            store.with_state(|state| {
+                state.buckets["g"].objects.get(key).map(|v| v.entries().iter().map(|e| e.id()).collect::<Vec<_>>())
+            })
+        };
+        let k_before = versions_of("k").unwrap();
+
+        // Keep one noncurrent version per key.
+        assert_eq!(store.expire_noncurrent("g", |_, _, newer_noncurrent| newer_noncurrent >= 1).await, Ok(2));
+        assert_eq!(versions_of("k").unwrap(), k_before[..2]);
+        assert_eq!(empty - store.free_pages(), 7, "the two expired versions' chunks are free");
+        // Noncurrent since before 2500 ms: k's third version only.
+        assert_eq!(
+            store.expire_noncurrent("g", |_, became_noncurrent_ms, _| became_noncurrent_ms < 2_500).await,
+            Ok(1)
+        );
+        assert_eq!(empty - store.free_pages(), 4);
+        // Everything noncurrent: m's object, then its marker, left alone.
+        assert_eq!(store.expire_noncurrent("g", |_, _, _| true).await, Ok(2));
+        assert_eq!(versions_of("m"), None);
+        assert_eq!(versions_of("k").unwrap(), k_before[..1]);
+        assert_eq!(empty - store.free_pages(), 3);
+        assert_eq!(store.expire_noncurrent("g", |_, _, _| true).await, Ok(0));
+        drop(store);
+        let (store, _) = Store::open(disk).await.unwrap();
+        assert_eq!(empty - store.free_pages(), 3, "the frees were journaled");
+        assert_eq!(read_all(&store, "g", "k", None).await.unwrap(), pattern(4, 0..3 * 4096));
+        assert!(store.check().await.problems.is_empty());
+    });
+}
+
+#[test]
+fn space_under_a_reader_is_reused_only_after_it_ends() {
+    let disk = sim(2048, 9);
+    block_on(async {
+        let store = Store::format(disk.clone(), roomy()).await.unwrap();
+        store.create_bucket("r", "o", 1).await.unwrap();
+        put(&store, "r", "k", 1, 5 * 4096).await;
+        let before_delete = store.free_pages();
+        let handle = store.open_object("r", "k", None).unwrap();
+        store.delete_object("r", "k", None, 5).await.unwrap();
+        assert!(matches!(store.head_object("r", "k", None), Err(LookupError::NoSuchKey)));
+        assert_eq!(store.free_pages(), before_delete, "the deleted object's pages wait for the reader");
+        put(&store, "r", "other", 2, 4 * 4096).await;
+        assert_eq!(store.free_pages(), before_delete - 4);
+        let mut reader = handle.read(0..5 * 4096).unwrap();
+        let mut bytes = Vec::new();
+        while let Some(piece) = reader.next().await {
+            bytes.extend_from_slice(piece.unwrap().as_slice());
+        }
+        assert_eq!(bytes, pattern(1, 0..5 * 4096), "the reader sees the deleted object's bytes");
+        drop(reader);
+        drop(handle);
+        assert_eq!(store.free_pages(), before_delete + 5 - 4, "freed once the reader is gone");
+        assert!(store.check().await.problems.is_empty());
+    });
+}
+
+#[test]
+fn quotas_count_objects_and_parts_in_progress() {
+    let disk = sim(2048, 10);
+    block_on(async {
+        let store = Store::format(disk.clone(), roomy()).await.unwrap();
+        store.create_bucket("q", "o", 1).await.unwrap();
+        store.set_quota("q", Quota { max_bytes: None, max_objects: Some(2) }).await.unwrap();
+        put(&store, "q", "a", 1, 100).await;
+        put(&store, "q", "b", 2, 100).await;
+        let written = write_content(&store, 3, 0..10).await.unwrap();
+        let refused = store.put_object("q", "c", written, tag_info(3), 5).await;
+        assert_eq!(refused.err(), Some(StoreError::Meta(MetaError::QuotaExceeded)));
+        put(&store, "q", "a", 4, 200).await; // Replaces a: still two objects.
+
+        store.set_quota("q", Quota { max_bytes: Some(50_000), max_objects: None }).await.unwrap();
+        let template = UploadTemplate { content_type: None, headers: vec![] };
+        let upload = store.create_multipart("q", "big", template, 9).await.unwrap();
+        let written = write_content(&store, 5, 0..30_000).await.unwrap();
+        store.put_part(&upload, 1, written, vec![], 10).await.unwrap();
+        let free = store.free_pages();
+        let written = write_content(&store, 5, 30_000..60_000).await.unwrap();
+        let refused = store.put_part(&upload, 2, written, vec![], 10).await;
+        assert_eq!(refused.err(), Some(StoreError::Meta(MetaError::QuotaExceeded)), "parts in progress count");
+        assert_eq!(store.free_pages(), free, "the refused part's space is back");
+        let usage = store.with_state(|state| state.buckets["q"].usage);
+        assert_eq!((usage.bytes, usage.objects), (300, 2));
+    });
+}
+
+#[test]
+fn client_checksums_are_kept_with_objects_and_parts() {
+    let disk = sim(2048, 11);
+    let sums =
+        |value: &str| vec![("CRC32C".to_string(), value.to_string()), ("SHA256".to_string(), "c2hh".to_string())];
+    block_on(async {
+        let store = Store::format(disk.clone(), roomy()).await.unwrap();
+        store.create_bucket("c", "o", 1).await.unwrap();
+        let written = write_content(&store, 1, 0..1000).await.unwrap();
+        let info = fs::store::PutInfo { checksums: sums("AAAAAQ=="), ..tag_info(1) };
+        store.put_object("c", "k", written, info, 5).await.unwrap();
+        let template = UploadTemplate { content_type: None, headers: vec![] };
+        let upload = store.create_multipart("c", "m", template, 9).await.unwrap();
+        let written = write_content(&store, 2, 0..100).await.unwrap();
+        store.put_part(&upload, 1, written, sums("AAAAAg=="), 10).await.unwrap();
+        store.checkpoint().await.unwrap();
+        let written = write_content(&store, 3, 0..100).await.unwrap();
+        store.put_part(&upload, 2, written, sums("AAAAAw=="), 10).await.unwrap();
+        drop(store);
+        // From the checkpoint (object, part 1) and the journal (part 2).
+        let (store, _) = Store::open(disk).await.unwrap();
+        assert_eq!(store.head_object("c", "k", None).unwrap().1.checksums, sums("AAAAAQ=="));
+        let parts = store.with_state(|state| {
+            state.uploads[&upload].parts.values().map(|part| part.checksums.clone()).collect::<Vec<_>>()
+        });
+        assert_eq!(parts, [sums("AAAAAg=="), sums("AAAAAw==")]);
+    });
+}
