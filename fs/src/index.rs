@@ -11,12 +11,15 @@
 //!
 //! In-progress multipart uploads page the same way by (key, upload ID)
 //! markers ([`list_uploads`], for ListMultipartUploads), and an upload's
-//! parts by part number ([`list_parts`], for ListParts).
+//! parts by part number ([`list_parts`], for ListParts). Versions page by
+//! (key, version ID) markers ([`list_versions`], for ListObjectVersions).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Bound;
+
+use storage::version::{Entry, VersionId, Versions};
 
 /// S3 caps a listing page at 1,000 entries.
 pub const MAX_KEYS_LIMIT: usize = 1000;
@@ -247,6 +250,109 @@ pub fn list_uploads<'a, V>(
         items.push(item);
     }
     UploadPage { items, is_truncated: false }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VersionQuery<'a> {
+    pub prefix: &'a str,
+    pub delimiter: Option<&'a str>,
+    /// Versions of keys after this one (S3's KeyMarker) ...
+    pub key_marker: Option<&'a str>,
+    /// ... and, with a key marker, that key's versions older than this one.
+    pub version_id_marker: Option<VersionId>,
+    /// At most this many versions plus common prefixes (capped at 1,000).
+    pub max_keys: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VersionItem<'a, T> {
+    /// A version or delete marker; `is_latest` for the key's current one.
+    Version {
+        key: &'a str,
+        entry: &'a Entry<T>,
+        is_latest: bool,
+    },
+    CommonPrefix(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionPage<'a, T> {
+    pub items: Vec<VersionItem<'a, T>>,
+    pub is_truncated: bool,
+}
+
+impl<T> VersionPage<'_, T> {
+    /// (NextKeyMarker, NextVersionIdMarker) when truncated.
+    pub fn next_markers(&self) -> Option<(&str, Option<VersionId>)> {
+        if !self.is_truncated {
+            return None;
+        }
+        match self.items.last()? {
+            VersionItem::Version { key, entry, .. } => Some((key, Some(entry.id()))),
+            VersionItem::CommonPrefix(prefix) => Some((prefix, None)),
+        }
+    }
+}
+
+/// One page of ListObjectVersions: keys in order, each key's versions
+/// newest first, after the markers; a delimiter groups keys into common
+/// prefixes as in [`list`]. If the version marker no longer exists (it was
+/// deleted between pages), the rest of its key is skipped rather than
+/// listed twice.
+pub fn list_versions<'a, T>(map: &'a BTreeMap<String, Versions<T>>, query: &VersionQuery<'_>) -> VersionPage<'a, T> {
+    let max_keys = query.max_keys.min(MAX_KEYS_LIMIT);
+    let mut items = Vec::new();
+    let version_marker = query.key_marker.zip(query.version_id_marker);
+    let mut lower: Bound<String> = match query.key_marker {
+        Some(marker) if marker >= query.prefix => match version_marker {
+            Some(_) => Bound::Included(String::from(marker)),
+            None => Bound::Excluded(String::from(marker)),
+        },
+        _ => Bound::Included(String::from(query.prefix)),
+    };
+    loop {
+        let mut jumped = false;
+        for (key, versions) in map.range::<String, _>((lower.clone(), Bound::Unbounded)) {
+            if !key.starts_with(query.prefix) {
+                return VersionPage { items, is_truncated: false };
+            }
+            let common = query.delimiter.filter(|delimiter| !delimiter.is_empty()).and_then(|delimiter| {
+                key[query.prefix.len()..].find(delimiter).map(|at| &key[..query.prefix.len() + at + delimiter.len()])
+            });
+            if let Some(common) = common {
+                if query.key_marker.is_none_or(|marker| common > marker) {
+                    if items.len() == max_keys {
+                        return VersionPage { items, is_truncated: true };
+                    }
+                    items.push(VersionItem::CommonPrefix(String::from(common)));
+                }
+                match prefix_successor(common) {
+                    Some(successor) => {
+                        lower = Bound::Included(successor);
+                        jumped = true;
+                        break;
+                    }
+                    None => return VersionPage { items, is_truncated: false },
+                }
+            }
+            let entries = versions.entries();
+            let skip = match version_marker {
+                Some((marker_key, marker_id)) if marker_key == key => {
+                    entries.iter().position(|entry| entry.id() == marker_id).map_or(entries.len(), |at| at + 1)
+                }
+                _ => 0,
+            };
+            for (index, entry) in entries.iter().enumerate().skip(skip) {
+                if items.len() == max_keys {
+                    return VersionPage { items, is_truncated: true };
+                }
+                items.push(VersionItem::Version { key, entry, is_latest: index == 0 });
+            }
+        }
+        if !jumped {
+            return VersionPage { items, is_truncated: false };
+        }
+    }
 }
 
 #[cfg(test)]
