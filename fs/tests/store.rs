@@ -343,13 +343,12 @@ fn space_under_a_reader_is_reused_only_after_it_ends() {
         assert_eq!(store.free_pages(), before_delete, "the deleted object's pages wait for the reader");
         put(&store, "r", "other", 2, 4 * 4096).await;
         assert_eq!(store.free_pages(), before_delete - 4);
-        let mut reader = handle.read(0..5 * 4096).unwrap();
         let mut bytes = Vec::new();
+        let mut reader = handle.read(0..5 * 4096).unwrap();
         while let Some(piece) = reader.next().await {
             bytes.extend_from_slice(piece.unwrap().as_slice());
         }
         assert_eq!(bytes, pattern(1, 0..5 * 4096), "the reader sees the deleted object's bytes");
-        drop(reader);
         drop(handle);
         assert_eq!(store.free_pages(), before_delete + 5 - 4, "freed once the reader is gone");
         assert!(store.check().await.problems.is_empty());
