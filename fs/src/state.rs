@@ -110,6 +110,13 @@ impl MetaState {
         self.buckets.get(name).ok_or(MetaError::NoSuchBucket)
     }
 
+    /// Whether a PUT of `size_bytes` to `bucket/key` fits the quota now:
+    /// the S3 layer asks this with the Content-Length before reading the
+    /// body. The commit checks again, since others may write meanwhile.
+    pub fn put_fits_quota(&self, bucket: &str, key: &str, size_bytes: u64) -> Result<(), MetaError> {
+        Self::check_put_quota(self.bucket(bucket)?, key, size_bytes)
+    }
+
     /// Applies `record`, or refuses it without any change.
     pub fn apply(&mut self, record: &JournalRecord) -> Result<Vec<Extent>, MetaError> {
         let mut freed = Vec::new();

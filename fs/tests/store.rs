@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{block_on, pattern, read_all, tag_info, write_content};
-use fs::catalog::Quota;
+use fs::catalog::{Capabilities, Quota};
 use fs::index::{ListItem, ListQuery, list};
 use fs::record::UploadTemplate;
 use fs::state::MetaError;
@@ -367,6 +367,11 @@ fn quotas_count_objects_and_parts_in_progress() {
         let written = write_content(&store, 3, 0..10).await.unwrap();
         let refused = store.put_object("q", "c", written, tag_info(3), 5).await;
         assert_eq!(refused.err(), Some(StoreError::Meta(MetaError::QuotaExceeded)));
+        // Asked before the body is read, with the Content-Length.
+        let early = |key: &str, size| store.with_state(|state| state.put_fits_quota("q", key, size));
+        assert_eq!(early("c", 10), Err(MetaError::QuotaExceeded));
+        assert_eq!(early("a", 200), Ok(()), "replacing an object adds none");
+        assert_eq!(store.with_state(|state| state.put_fits_quota("nope", "a", 1)), Err(MetaError::NoSuchBucket));
         put(&store, "q", "a", 4, 200).await; // Replaces a: still two objects.
 
         store.set_quota("q", Quota { max_bytes: Some(50_000), max_objects: None }).await.unwrap();
@@ -410,5 +415,36 @@ fn client_checksums_are_kept_with_objects_and_parts() {
             state.uploads[&upload].parts.values().map(|part| part.checksums.clone()).collect::<Vec<_>>()
         });
         assert_eq!(parts, [sums("AAAAAg=="), sums("AAAAAw==")]);
+    });
+}
+
+#[test]
+fn grants_and_renames_survive_reopen() {
+    let disk = sim(2048, 12);
+    block_on(async {
+        let store = Store::format(disk.clone(), roomy()).await.unwrap();
+        store.create_bucket("a", "alice", 1).await.unwrap();
+        store.create_bucket("b", "alice", 1).await.unwrap();
+        store.set_grant("a", "bob", Capabilities::READ.union(Capabilities::LIST)).await.unwrap();
+        store.set_grant("a", "carol", Capabilities::WRITE).await.unwrap();
+        store.set_grant("a", "carol", Capabilities::NONE).await.unwrap();
+        assert_eq!(store.rename_bucket("a", "b").await, Err(StoreError::Meta(MetaError::BucketAlreadyExists)));
+        let template = UploadTemplate { content_type: None, headers: vec![] };
+        let upload = store.create_multipart("a", "k", template, 9).await.unwrap();
+        store.rename_bucket("a", "c").await.unwrap();
+        assert_eq!(store.delete_bucket("c").await, Err(StoreError::Meta(MetaError::BucketNotEmpty)));
+        drop(store);
+        let (store, _) = Store::open(disk).await.unwrap();
+        store.with_state(|state| {
+            assert!(!state.buckets.contains_key("a"));
+            let bucket = &state.buckets["c"];
+            assert_eq!(bucket.capabilities_of("alice"), Capabilities::ALL);
+            assert_eq!(bucket.capabilities_of("bob"), Capabilities::READ.union(Capabilities::LIST));
+            assert_eq!(bucket.capabilities_of("carol"), Capabilities::NONE, "revoked");
+            assert_eq!(state.uploads[&upload].bucket, "c", "uploads move with their bucket");
+        });
+        store.abort_multipart(&upload).await.unwrap();
+        store.delete_bucket("c").await.unwrap();
+        assert_eq!(store.with_state(|state| state.buckets.keys().cloned().collect::<Vec<_>>()), ["b"]);
     });
 }
