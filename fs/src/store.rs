@@ -415,12 +415,13 @@ impl<D: BlockDevice> Store<D> {
                 Ok(Err(undecodable)) => return Err(StoreError::CorruptJournal { seq: undecodable.seq }),
                 Err(end) => break end,
             };
-            for (index, record) in records.iter().enumerate() {
+            let count = records.len() as u64;
+            for (index, record) in records.into_iter().enumerate() {
                 meta.apply(record).map_err(|_| StoreError::CorruptJournal { seq: next_seq + index as u64 })?;
             }
             replayed_batches += 1;
-            replayed_records += records.len() as u64;
-            next_seq += records.len() as u64;
+            replayed_records += count;
+            next_seq += count;
             prev_crc = header.header_crc;
             position = (position + u64::from(header.pages)) % journal_pages;
         };
@@ -501,7 +502,7 @@ impl<D: BlockDevice> Store<D> {
                 return Err(StoreError::Stopped);
             }
             let (record, value) = make(&mut inner)?;
-            (self.submit(&mut inner, &record)?, value)
+            (self.submit(&mut inner, record)?, value)
         };
         self.wait_durable(seq).await?;
         Ok(value)
@@ -509,8 +510,8 @@ impl<D: BlockDevice> Store<D> {
 
     /// Applies `record` in memory and queues it for the journal; returns
     /// its sequence number. The space it gives up is parked until durable.
-    fn submit(&self, inner: &mut Inner, record: &JournalRecord) -> Result<u64, StoreError> {
-        let encoded = journal::encode_record(record);
+    fn submit(&self, inner: &mut Inner, record: JournalRecord) -> Result<u64, StoreError> {
+        let encoded = journal::encode_record(&record);
         let max_bytes = inner.superblock.journal_pages as usize * PAGE / 4;
         if encoded.len() + journal::HEADER_BYTES > max_bytes {
             return Err(StoreError::RecordTooLarge);
@@ -740,8 +741,9 @@ impl<D: BlockDevice> Store<D> {
             // flag makes that work a checkpoint.
             let record =
                 JournalRecord::SystemDeleted { namespace: String::from("fs"), key: String::from("checkpoint") };
-            inner.meta.apply(&record)?;
-            inner.pending.push(journal::encode_record(&record));
+            let encoded = journal::encode_record(&record);
+            inner.meta.apply(record)?;
+            inner.pending.push(encoded);
             inner.applied_seq += 1;
             inner.force_checkpoint = true;
             inner.applied_seq
@@ -917,7 +919,7 @@ impl<D: BlockDevice> Store<D> {
                 }
             }
             let mut last_seq = None;
-            for record in &records {
+            for record in records {
                 last_seq = Some(self.submit(&mut inner, record)?);
             }
             (last_seq, removed)
