@@ -448,3 +448,33 @@ fn grants_and_renames_survive_reopen() {
         assert_eq!(store.with_state(|state| state.buckets.keys().cloned().collect::<Vec<_>>()), ["b"]);
     });
 }
+
+#[test]
+fn concurrent_puts_share_flushes() {
+    let disk = sim(4096, 13);
+    let store = block_on(Store::format(disk.clone(), roomy())).unwrap();
+    block_on(store.create_bucket("g", "o", 1)).unwrap();
+    let store = std::rc::Rc::new(store);
+    // Requests complete after a yield, as a real device's do, so the
+    // writers interleave while the committer waits for its flushes.
+    disk.set_yielding(true);
+    let flushes_before = disk.counts().1;
+    let executor = runtime::executor::Executor::new();
+    let handles: Vec<_> = (0..16u64)
+        .map(|tag| {
+            let store = store.clone();
+            executor.spawn(async move {
+                put(&store, "g", &format!("k{tag}"), tag, 5_000).await;
+            })
+        })
+        .collect();
+    while handles.iter().any(|handle| !handle.is_finished()) {
+        assert!(executor.run_ready() > 0, "writers stuck");
+    }
+    let flushes = disk.counts().1 - flushes_before;
+    assert!(flushes <= 8, "16 PUTs took {flushes} flushes; a batch per PUT takes 32");
+    disk.set_yielding(false);
+    for tag in 0..16 {
+        assert_eq!(block_on(read_all(&store, "g", &format!("k{tag}"), None)).unwrap(), pattern(tag, 0..5_000));
+    }
+}
