@@ -8,11 +8,18 @@
 //! neither repeat nor skip a key that exists throughout, whatever others
 //! write between them. A common prefix is emitted only if it sorts after
 //! `start_after`; keys under it are skipped with one seek, not one by one.
+//!
+//! In-progress multipart uploads page the same way by (key, upload ID)
+//! markers ([`list_uploads`], for ListMultipartUploads), and an upload's
+//! parts by part number ([`list_parts`], for ListParts). Versions page by
+//! (key, version ID) markers ([`list_versions`], for ListObjectVersions).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Bound;
+
+use storage::version::{Entry, VersionId, Versions};
 
 /// S3 caps a listing page at 1,000 entries.
 pub const MAX_KEYS_LIMIT: usize = 1000;
@@ -140,6 +147,212 @@ fn group_has_visible<V>(map: &BTreeMap<String, V>, common: &str, visible: &impl 
     map.range::<str, _>((Bound::Included(common), Bound::Unbounded))
         .take_while(|(key, _)| key.starts_with(common))
         .any(|(_, value)| visible(value))
+}
+
+/// S3 caps ListParts and ListMultipartUploads pages at 1,000 entries too.
+pub const MAX_PARTS_LIMIT: usize = 1000;
+
+/// One page of ListParts: parts after `part_number_marker`, in order, and
+/// the marker to continue after if more follow.
+pub fn list_parts<V>(
+    parts: &BTreeMap<u32, V>,
+    part_number_marker: Option<u32>,
+    max_parts: usize,
+) -> (Vec<(u32, &V)>, Option<u32>) {
+    let max_parts = max_parts.min(MAX_PARTS_LIMIT);
+    let after = part_number_marker.map_or(Bound::Unbounded, Bound::Excluded);
+    let mut range = parts.range((after, Bound::Unbounded));
+    let page: Vec<(u32, &V)> = range.by_ref().take(max_parts).map(|(number, part)| (*number, part)).collect();
+    let next = if range.next().is_some() { page.last().map(|(number, _)| *number) } else { None };
+    (page, next)
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UploadQuery<'a> {
+    pub prefix: &'a str,
+    pub delimiter: Option<&'a str>,
+    /// Uploads of keys after this one (S3's KeyMarker) ...
+    pub key_marker: Option<&'a str>,
+    /// ... and, with a key marker, that key's uploads after this ID.
+    pub upload_id_marker: Option<&'a str>,
+    /// At most this many uploads plus common prefixes (capped at 1,000).
+    pub max_uploads: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UploadItem<'a, V> {
+    Upload { key: &'a str, upload_id: &'a str, upload: &'a V },
+    CommonPrefix(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadPage<'a, V> {
+    pub items: Vec<UploadItem<'a, V>>,
+    pub is_truncated: bool,
+}
+
+impl<V> UploadPage<'_, V> {
+    /// (NextKeyMarker, NextUploadIdMarker) when truncated.
+    pub fn next_markers(&self) -> Option<(&str, Option<&str>)> {
+        if !self.is_truncated {
+            return None;
+        }
+        match self.items.last()? {
+            UploadItem::Upload { key, upload_id, .. } => Some((key, Some(upload_id))),
+            UploadItem::CommonPrefix(prefix) => Some((prefix, None)),
+        }
+    }
+}
+
+/// One page of ListMultipartUploads over `(key, upload ID, upload)` of one
+/// bucket: ordered by key, then upload ID (IDs sort by initiation time),
+/// after the markers; a delimiter groups keys into common prefixes as in
+/// [`list`]. In-progress uploads are few, so this sorts them per call.
+pub fn list_uploads<'a, V>(
+    uploads: impl IntoIterator<Item = (&'a str, &'a str, &'a V)>,
+    query: &UploadQuery<'_>,
+) -> UploadPage<'a, V> {
+    let max_uploads = query.max_uploads.min(MAX_PARTS_LIMIT);
+    let mut sorted: Vec<(&str, &str, &V)> =
+        uploads.into_iter().filter(|(key, _, _)| key.starts_with(query.prefix)).collect();
+    sorted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let after_marker = |key: &str, upload_id: Option<&str>| match (query.key_marker, query.upload_id_marker) {
+        (None, _) => true,
+        (Some(marker), Some(id_marker)) => {
+            key > marker || (key == marker && upload_id.is_some_and(|id| id > id_marker))
+        }
+        (Some(marker), None) => key > marker,
+    };
+    let mut items: Vec<UploadItem<'a, V>> = Vec::new();
+    let mut last_prefix: Option<&str> = None;
+    for (key, upload_id, upload) in sorted {
+        let common = query.delimiter.filter(|delimiter| !delimiter.is_empty()).and_then(|delimiter| {
+            key[query.prefix.len()..].find(delimiter).map(|at| &key[..query.prefix.len() + at + delimiter.len()])
+        });
+        let item = match common {
+            Some(common) => {
+                if last_prefix == Some(common) || !after_marker(common, None) {
+                    continue;
+                }
+                last_prefix = Some(common);
+                UploadItem::CommonPrefix(String::from(common))
+            }
+            None => {
+                if !after_marker(key, Some(upload_id)) {
+                    continue;
+                }
+                UploadItem::Upload { key, upload_id, upload }
+            }
+        };
+        if items.len() == max_uploads {
+            return UploadPage { items, is_truncated: true };
+        }
+        items.push(item);
+    }
+    UploadPage { items, is_truncated: false }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VersionQuery<'a> {
+    pub prefix: &'a str,
+    pub delimiter: Option<&'a str>,
+    /// Versions of keys after this one (S3's KeyMarker) ...
+    pub key_marker: Option<&'a str>,
+    /// ... and, with a key marker, that key's versions older than this one.
+    pub version_id_marker: Option<VersionId>,
+    /// At most this many versions plus common prefixes (capped at 1,000).
+    pub max_keys: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VersionItem<'a, T> {
+    /// A version or delete marker; `is_latest` for the key's current one.
+    Version {
+        key: &'a str,
+        entry: &'a Entry<T>,
+        is_latest: bool,
+    },
+    CommonPrefix(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionPage<'a, T> {
+    pub items: Vec<VersionItem<'a, T>>,
+    pub is_truncated: bool,
+}
+
+impl<T> VersionPage<'_, T> {
+    /// (NextKeyMarker, NextVersionIdMarker) when truncated.
+    pub fn next_markers(&self) -> Option<(&str, Option<VersionId>)> {
+        if !self.is_truncated {
+            return None;
+        }
+        match self.items.last()? {
+            VersionItem::Version { key, entry, .. } => Some((key, Some(entry.id()))),
+            VersionItem::CommonPrefix(prefix) => Some((prefix, None)),
+        }
+    }
+}
+
+/// One page of ListObjectVersions: keys in order, each key's versions
+/// newest first, after the markers; a delimiter groups keys into common
+/// prefixes as in [`list`]. If the version marker no longer exists (it was
+/// deleted between pages), the rest of its key is skipped rather than
+/// listed twice.
+pub fn list_versions<'a, T>(map: &'a BTreeMap<String, Versions<T>>, query: &VersionQuery<'_>) -> VersionPage<'a, T> {
+    let max_keys = query.max_keys.min(MAX_KEYS_LIMIT);
+    let mut items = Vec::new();
+    let version_marker = query.key_marker.zip(query.version_id_marker);
+    let mut lower: Bound<String> = match query.key_marker {
+        Some(marker) if marker >= query.prefix => match version_marker {
+            Some(_) => Bound::Included(String::from(marker)),
+            None => Bound::Excluded(String::from(marker)),
+        },
+        _ => Bound::Included(String::from(query.prefix)),
+    };
+    loop {
+        let mut jumped = false;
+        for (key, versions) in map.range::<String, _>((lower.clone(), Bound::Unbounded)) {
+            if !key.starts_with(query.prefix) {
+                return VersionPage { items, is_truncated: false };
+            }
+            let common = query.delimiter.filter(|delimiter| !delimiter.is_empty()).and_then(|delimiter| {
+                key[query.prefix.len()..].find(delimiter).map(|at| &key[..query.prefix.len() + at + delimiter.len()])
+            });
+            if let Some(common) = common {
+                if query.key_marker.is_none_or(|marker| common > marker) {
+                    if items.len() == max_keys {
+                        return VersionPage { items, is_truncated: true };
+                    }
+                    items.push(VersionItem::CommonPrefix(String::from(common)));
+                }
+                match prefix_successor(common) {
+                    Some(successor) => {
+                        lower = Bound::Included(successor);
+                        jumped = true;
+                        break;
+                    }
+                    None => return VersionPage { items, is_truncated: false },
+                }
+            }
+            let entries = versions.entries();
+            let skip = match version_marker {
+                Some((marker_key, marker_id)) if marker_key == key => {
+                    entries.iter().position(|entry| entry.id() == marker_id).map_or(entries.len(), |at| at + 1)
+                }
+                _ => 0,
+            };
+            for (index, entry) in entries.iter().enumerate().skip(skip) {
+                if items.len() == max_keys {
+                    return VersionPage { items, is_truncated: true };
+                }
+                items.push(VersionItem::Version { key, entry, is_latest: index == 0 });
+            }
+        }
+        if !jumped {
+            return VersionPage { items, is_truncated: false };
+        }
+    }
 }
 
 #[cfg(test)]

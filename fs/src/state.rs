@@ -14,7 +14,7 @@ use storage::object::ChunkRef;
 use storage::space::Extent;
 use storage::version::{Entry, VersionId, Versioning};
 
-use crate::catalog::{Bucket, Capabilities};
+use crate::catalog::{Bucket, Capabilities, Quota};
 use crate::record::{JournalRecord, ObjectMeta, PartMeta, UploadTemplate};
 
 /// Why a change was refused. Each maps to one S3 error code upstairs.
@@ -110,92 +110,101 @@ impl MetaState {
         self.buckets.get(name).ok_or(MetaError::NoSuchBucket)
     }
 
-    /// Applies `record`, or refuses it without any change.
-    pub fn apply(&mut self, record: &JournalRecord) -> Result<Vec<Extent>, MetaError> {
+    /// Whether a PUT of `size_bytes` to `bucket/key` fits the quota now:
+    /// the S3 layer asks this with the Content-Length before reading the
+    /// body. The commit checks again, since others may write meanwhile.
+    pub fn put_fits_quota(&self, bucket: &str, key: &str, size_bytes: u64) -> Result<(), MetaError> {
+        Self::check_put_quota(self.bucket(bucket)?, key, size_bytes)
+    }
+
+    /// Applies `record`, or refuses it without any change. It takes the
+    /// record by value so that replay moves keys and objects into the
+    /// index instead of copying them.
+    pub fn apply(&mut self, record: JournalRecord) -> Result<Vec<Extent>, MetaError> {
         let mut freed = Vec::new();
         match record {
             JournalRecord::BucketCreated { name, owner, created_ms } => {
-                if let Some(existing) = self.buckets.get(name) {
-                    return Err(if existing.owner == *owner {
+                if let Some(existing) = self.buckets.get(&name) {
+                    return Err(if existing.owner == owner {
                         MetaError::BucketAlreadyOwnedByYou
                     } else {
                         MetaError::BucketAlreadyExists
                     });
                 }
-                self.buckets.insert(name.clone(), Bucket::new(owner.clone(), *created_ms));
+                self.buckets.insert(name, Bucket::new(owner, created_ms));
             }
             JournalRecord::BucketDeleted { name } => {
-                let bucket = self.bucket(name)?;
-                if !bucket.objects.is_empty() || self.uploads.values().any(|upload| upload.bucket == *name) {
+                let bucket = self.bucket(&name)?;
+                if !bucket.objects.is_empty() || self.uploads.values().any(|upload| upload.bucket == name) {
                     return Err(MetaError::BucketNotEmpty);
                 }
-                self.buckets.remove(name);
+                self.buckets.remove(&name);
             }
             JournalRecord::BucketRenamed { from, to } => {
-                self.bucket(from)?;
-                if self.buckets.contains_key(to) {
+                self.bucket(&from)?;
+                if self.buckets.contains_key(&to) {
                     return Err(MetaError::BucketAlreadyExists);
                 }
-                if let Some(bucket) = self.buckets.remove(from) {
+                if let Some(bucket) = self.buckets.remove(&from) {
                     self.buckets.insert(to.clone(), bucket);
                 }
-                for upload in self.uploads.values_mut().filter(|upload| upload.bucket == *from) {
+                for upload in self.uploads.values_mut().filter(|upload| upload.bucket == from) {
                     upload.bucket = to.clone();
                 }
             }
             JournalRecord::VersioningSet { bucket, versioning } => {
-                let entry = self.buckets.get_mut(bucket).ok_or(MetaError::NoSuchBucket)?;
-                if *versioning == Versioning::Unversioned && entry.versioning != Versioning::Unversioned {
+                let entry = self.buckets.get_mut(&bucket).ok_or(MetaError::NoSuchBucket)?;
+                if versioning == Versioning::Unversioned && entry.versioning != Versioning::Unversioned {
                     return Err(MetaError::InvalidVersioningChange);
                 }
-                entry.versioning = *versioning;
+                entry.versioning = versioning;
             }
             JournalRecord::QuotaSet { bucket, quota } => {
-                self.buckets.get_mut(bucket).ok_or(MetaError::NoSuchBucket)?.quota = *quota;
+                self.buckets.get_mut(&bucket).ok_or(MetaError::NoSuchBucket)?.quota = quota;
             }
             JournalRecord::GrantSet { bucket, access_key, capabilities } => {
-                let entry = self.buckets.get_mut(bucket).ok_or(MetaError::NoSuchBucket)?;
-                if *capabilities == Capabilities::NONE {
-                    entry.grants.remove(access_key);
+                let entry = self.buckets.get_mut(&bucket).ok_or(MetaError::NoSuchBucket)?;
+                if capabilities == Capabilities::NONE {
+                    entry.grants.remove(&access_key);
                 } else {
-                    entry.grants.insert(access_key.clone(), *capabilities);
+                    entry.grants.insert(access_key, capabilities);
                 }
             }
             JournalRecord::ObjectPut { bucket, key, new_id, object } => {
-                let entry = self.buckets.get_mut(bucket).ok_or(MetaError::NoSuchBucket)?;
-                Self::check_put_quota(entry, key, object.size_bytes)?;
-                let versions = entry.objects.entry(key.clone()).or_default();
-                for old in versions.put(entry.versioning, *new_id, object.clone()) {
+                let entry = self.buckets.get_mut(&bucket).ok_or(MetaError::NoSuchBucket)?;
+                Self::check_put_quota(entry, &key, object.size_bytes)?;
+                entry.usage.add(&object);
+                let versions = entry.objects.entry(key).or_default();
+                for old in versions.put(entry.versioning, new_id, object) {
                     entry.usage.remove(&old);
                     freed.extend(chunk_extents(&old.chunks));
                 }
-                entry.usage.add(object);
-                note_id(&mut self.last_id, *new_id);
+                note_id(&mut self.last_id, new_id);
             }
             JournalRecord::ObjectDeleted { bucket, key, new_id, now_ms } => {
-                let entry = self.buckets.get_mut(bucket).ok_or(MetaError::NoSuchBucket)?;
+                let entry = self.buckets.get_mut(&bucket).ok_or(MetaError::NoSuchBucket)?;
                 let versioning = entry.versioning;
-                if let Some(versions) = entry.objects.get_mut(key) {
-                    let deleted = versions.delete_current(versioning, *new_id, *now_ms);
+                if let Some(versions) = entry.objects.get_mut(&key) {
+                    let deleted = versions.delete_current(versioning, new_id, now_ms);
                     for old in deleted.removed {
                         entry.usage.remove(&old);
                         freed.extend(chunk_extents(&old.chunks));
                     }
                     if versions.is_empty() {
-                        entry.objects.remove(key);
+                        entry.objects.remove(&key);
                     }
                 } else if versioning != Versioning::Unversioned {
                     // S3 adds a delete marker even for a key it never saw.
                     let mut versions = storage::version::Versions::default();
-                    versions.delete_current(versioning, *new_id, *now_ms);
-                    entry.objects.insert(key.clone(), versions);
+                    versions.delete_current(versioning, new_id, now_ms);
+                    entry.objects.insert(key, versions);
                 }
-                note_id(&mut self.last_id, *new_id);
+                note_id(&mut self.last_id, new_id);
             }
             JournalRecord::VersionDeleted { bucket, key, id } => {
-                let entry = self.buckets.get_mut(bucket).ok_or(MetaError::NoSuchBucket)?;
-                let versions = entry.objects.get_mut(key).ok_or(MetaError::NoSuchVersion)?;
-                match versions.delete_version(*id).ok_or(MetaError::NoSuchVersion)? {
+                let entry = self.buckets.get_mut(&bucket).ok_or(MetaError::NoSuchBucket)?;
+                let versions = entry.objects.get_mut(&key).ok_or(MetaError::NoSuchVersion)?;
+                match versions.delete_version(id).ok_or(MetaError::NoSuchVersion)? {
                     Entry::Object { value, .. } => {
                         entry.usage.remove(&value);
                         freed.extend(chunk_extents(&value.chunks));
@@ -203,46 +212,40 @@ impl MetaState {
                     Entry::DeleteMarker { .. } => {}
                 }
                 if versions.is_empty() {
-                    entry.objects.remove(key);
+                    entry.objects.remove(&key);
                 }
             }
             JournalRecord::VersionsExpired { bucket, key, ids } => {
-                let entry = self.buckets.get_mut(bucket).ok_or(MetaError::NoSuchBucket)?;
-                let versions = entry.objects.get_mut(key).ok_or(MetaError::NoSuchVersion)?;
+                let entry = self.buckets.get_mut(&bucket).ok_or(MetaError::NoSuchBucket)?;
+                let versions = entry.objects.get_mut(&key).ok_or(MetaError::NoSuchVersion)?;
                 if ids.iter().any(|id| versions.get(*id).is_none()) {
                     return Err(MetaError::NoSuchVersion);
                 }
                 for id in ids {
-                    if let Some(Entry::Object { value, .. }) = versions.delete_version(*id) {
+                    if let Some(Entry::Object { value, .. }) = versions.delete_version(id) {
                         entry.usage.remove(&value);
                         freed.extend(chunk_extents(&value.chunks));
                     }
                 }
                 if versions.is_empty() {
-                    entry.objects.remove(key);
+                    entry.objects.remove(&key);
                 }
             }
             JournalRecord::MultipartCreated { upload_id, bucket, key, initiated_ms, template } => {
-                self.bucket(bucket)?;
-                if self.uploads.contains_key(upload_id) {
+                self.bucket(&bucket)?;
+                if self.uploads.contains_key(&upload_id) {
                     return Err(MetaError::Inconsistent);
                 }
-                let upload = Upload {
-                    bucket: bucket.clone(),
-                    key: key.clone(),
-                    initiated_ms: *initiated_ms,
-                    template: template.clone(),
-                    parts: BTreeMap::new(),
-                };
-                self.uploads.insert(upload_id.clone(), upload);
-                if let Some(id) = VersionId::parse(upload_id) {
+                if let Some(id) = VersionId::parse(&upload_id) {
                     note_id(&mut self.last_id, id);
                 }
+                let upload = Upload { bucket, key, initiated_ms, template, parts: BTreeMap::new() };
+                self.uploads.insert(upload_id, upload);
             }
             JournalRecord::PartUploaded { upload_id, part_number, part } => {
-                let upload = self.uploads.get(upload_id).ok_or(MetaError::NoSuchUpload)?;
+                let upload = self.uploads.get(&upload_id).ok_or(MetaError::NoSuchUpload)?;
                 let bucket = self.buckets.get(&upload.bucket).ok_or(MetaError::Inconsistent)?;
-                let replaced = upload.parts.get(part_number).map_or(0, |old| old.size_bytes);
+                let replaced = upload.parts.get(&part_number).map_or(0, |old| old.size_bytes);
                 if !bucket.usage.allows(
                     &bucket.quota,
                     self.upload_bytes(&upload.bucket) + part.size_bytes - replaced,
@@ -250,46 +253,46 @@ impl MetaState {
                 ) {
                     return Err(MetaError::QuotaExceeded);
                 }
-                let upload = self.uploads.get_mut(upload_id).ok_or(MetaError::NoSuchUpload)?;
-                if let Some(old) = upload.parts.insert(*part_number, part.clone()) {
+                let upload = self.uploads.get_mut(&upload_id).ok_or(MetaError::NoSuchUpload)?;
+                if let Some(old) = upload.parts.insert(part_number, part) {
                     freed.extend(chunk_extents(&old.chunks));
                 }
             }
             JournalRecord::MultipartCompleted { upload_id, new_id, parts, etag, now_ms } => {
-                let upload = self.uploads.get(upload_id).ok_or(MetaError::NoSuchUpload)?;
-                let object = self.assemble(upload, parts, etag, *now_ms)?;
+                let upload = self.uploads.get(&upload_id).ok_or(MetaError::NoSuchUpload)?;
+                let object = self.assemble(upload, &parts, &etag, now_ms)?;
                 let entry = self.buckets.get(&upload.bucket).ok_or(MetaError::Inconsistent)?;
                 let in_upload = self.upload_bytes(&upload.bucket);
                 // The parts already count against the quota while uploading;
                 // completing moves them into the bucket's usage.
                 let others = in_upload.saturating_sub(object.size_bytes);
                 Self::check_put_quota(entry, &upload.key, object.size_bytes + others)?;
-                let Some(upload) = self.uploads.remove(upload_id) else { return Err(MetaError::NoSuchUpload) };
+                let Some(upload) = self.uploads.remove(&upload_id) else { return Err(MetaError::NoSuchUpload) };
                 for (number, part) in &upload.parts {
                     if !parts.contains(number) {
                         freed.extend(chunk_extents(&part.chunks));
                     }
                 }
                 let entry = self.buckets.get_mut(&upload.bucket).ok_or(MetaError::Inconsistent)?;
-                let versions = entry.objects.entry(upload.key.clone()).or_default();
-                for old in versions.put(entry.versioning, *new_id, object.clone()) {
+                entry.usage.add(&object);
+                let versions = entry.objects.entry(upload.key).or_default();
+                for old in versions.put(entry.versioning, new_id, object) {
                     entry.usage.remove(&old);
                     freed.extend(chunk_extents(&old.chunks));
                 }
-                entry.usage.add(&object);
-                note_id(&mut self.last_id, *new_id);
+                note_id(&mut self.last_id, new_id);
             }
             JournalRecord::MultipartAborted { upload_id } => {
-                let upload = self.uploads.remove(upload_id).ok_or(MetaError::NoSuchUpload)?;
+                let upload = self.uploads.remove(&upload_id).ok_or(MetaError::NoSuchUpload)?;
                 for part in upload.parts.values() {
                     freed.extend(chunk_extents(&part.chunks));
                 }
             }
             JournalRecord::SystemPut { namespace, key, value } => {
-                self.system.insert((namespace.clone(), key.clone()), value.clone());
+                self.system.insert((namespace, key), value);
             }
             JournalRecord::SystemDeleted { namespace, key } => {
-                self.system.remove(&(namespace.clone(), key.clone()));
+                self.system.remove(&(namespace, key));
             }
         }
         Ok(freed)
@@ -306,6 +309,10 @@ impl MetaState {
     }
 
     fn check_put_quota(bucket: &Bucket, key: &str, new_bytes: u64) -> Result<(), MetaError> {
+        if bucket.quota == Quota::default() {
+            // Unlimited: skip the key lookup (half the cost of a replayed PUT).
+            return Ok(());
+        }
         // An overwrite without versioning frees the old version's bytes.
         let replaced = match bucket.versioning {
             Versioning::Enabled => None,

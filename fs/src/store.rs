@@ -415,12 +415,13 @@ impl<D: BlockDevice> Store<D> {
                 Ok(Err(undecodable)) => return Err(StoreError::CorruptJournal { seq: undecodable.seq }),
                 Err(end) => break end,
             };
-            for (index, record) in records.iter().enumerate() {
+            let count = records.len() as u64;
+            for (index, record) in records.into_iter().enumerate() {
                 meta.apply(record).map_err(|_| StoreError::CorruptJournal { seq: next_seq + index as u64 })?;
             }
             replayed_batches += 1;
-            replayed_records += records.len() as u64;
-            next_seq += records.len() as u64;
+            replayed_records += count;
+            next_seq += count;
             prev_crc = header.header_crc;
             position = (position + u64::from(header.pages)) % journal_pages;
         };
@@ -501,23 +502,29 @@ impl<D: BlockDevice> Store<D> {
                 return Err(StoreError::Stopped);
             }
             let (record, value) = make(&mut inner)?;
-            let encoded = journal::encode_record(&record);
-            let max_bytes = inner.superblock.journal_pages as usize * PAGE / 4;
-            if encoded.len() + journal::HEADER_BYTES > max_bytes {
-                return Err(StoreError::RecordTooLarge);
-            }
-            let freed = inner.meta.apply(&record)?;
-            inner.applied_seq += 1;
-            let seq = inner.applied_seq;
-            inner.pending.push(encoded);
-            let mut map = self.space.map.lock();
-            for extent in freed {
-                map.defer(extent, seq);
-            }
-            (seq, value)
+            (self.submit(&mut inner, record)?, value)
         };
         self.wait_durable(seq).await?;
         Ok(value)
+    }
+
+    /// Applies `record` in memory and queues it for the journal; returns
+    /// its sequence number. The space it gives up is parked until durable.
+    fn submit(&self, inner: &mut Inner, record: JournalRecord) -> Result<u64, StoreError> {
+        let encoded = journal::encode_record(&record);
+        let max_bytes = inner.superblock.journal_pages as usize * PAGE / 4;
+        if encoded.len() + journal::HEADER_BYTES > max_bytes {
+            return Err(StoreError::RecordTooLarge);
+        }
+        let freed = inner.meta.apply(record)?;
+        inner.applied_seq += 1;
+        let seq = inner.applied_seq;
+        inner.pending.push(encoded);
+        let mut map = self.space.map.lock();
+        for extent in freed {
+            map.defer(extent, seq);
+        }
+        Ok(seq)
     }
 
     async fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
@@ -734,8 +741,9 @@ impl<D: BlockDevice> Store<D> {
             // flag makes that work a checkpoint.
             let record =
                 JournalRecord::SystemDeleted { namespace: String::from("fs"), key: String::from("checkpoint") };
-            inner.meta.apply(&record)?;
-            inner.pending.push(journal::encode_record(&record));
+            let encoded = journal::encode_record(&record);
+            inner.meta.apply(record)?;
+            inner.pending.push(encoded);
             inner.applied_seq += 1;
             inner.force_checkpoint = true;
             inner.applied_seq
@@ -876,10 +884,50 @@ impl<D: BlockDevice> Store<D> {
         .await
     }
 
-    /// Removes the given versions (the garbage-collection hook).
+    /// Removes the given versions of one key for good.
     pub async fn expire_versions(&self, bucket: &str, key: &str, ids: Vec<VersionId>) -> Result<(), StoreError> {
         let record = JournalRecord::VersionsExpired { bucket: bucket.into(), key: key.into(), ids };
         self.commit(|_| Ok((record, ()))).await
+    }
+
+    /// The garbage-collection hook (S3 lifecycle's noncurrent-version and
+    /// expired-delete-marker rules): in every key of `bucket`, removes the
+    /// noncurrent versions for which `expire(entry, became_noncurrent_ms,
+    /// newer_noncurrent_versions)` is true, and a delete marker left as
+    /// the only version. One record per key that changes, all made durable
+    /// by one group commit; their chunks are freed once it is durable and
+    /// no reader still uses them. Returns how many versions it removed.
+    pub async fn expire_noncurrent(
+        &self,
+        bucket: &str,
+        mut expire: impl FnMut(&Entry<ObjectMeta>, u64, usize) -> bool,
+    ) -> Result<u64, StoreError> {
+        let (last_seq, removed) = {
+            let mut inner = self.inner.lock();
+            if inner.stopped {
+                return Err(StoreError::Stopped);
+            }
+            let mut records = Vec::new();
+            let mut removed = 0;
+            for (key, versions) in &inner.meta.bucket(bucket)?.objects {
+                let mut trial = versions.clone();
+                let ids: Vec<VersionId> =
+                    trial.expire_noncurrent(&mut expire, created_ms).iter().map(Entry::id).collect();
+                if !ids.is_empty() {
+                    removed += ids.len() as u64;
+                    records.push(JournalRecord::VersionsExpired { bucket: bucket.into(), key: key.clone(), ids });
+                }
+            }
+            let mut last_seq = None;
+            for record in records {
+                last_seq = Some(self.submit(&mut inner, record)?);
+            }
+            (last_seq, removed)
+        };
+        if let Some(seq) = last_seq {
+            self.wait_durable(seq).await?;
+        }
+        Ok(removed)
     }
 
     /// The version `id` (or the current one) of `bucket/key`.
@@ -1088,6 +1136,14 @@ fn lookup(
         Entry::DeleteMarker { id, last_modified_ms } => {
             Err(LookupError::DeleteMarker { id: *id, last_modified_ms: *last_modified_ms })
         }
+    }
+}
+
+/// When a version was created: what "became noncurrent" is measured from.
+fn created_ms(entry: &Entry<ObjectMeta>) -> u64 {
+    match entry {
+        Entry::Object { value, .. } => value.last_modified_ms,
+        Entry::DeleteMarker { last_modified_ms, .. } => *last_modified_ms,
     }
 }
 

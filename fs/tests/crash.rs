@@ -6,8 +6,9 @@
 //! was in flight either nothing or all of it; the consistency check
 //! (references vs. free space, usage, every chunk's checksum) must be
 //! clean. Workloads mix puts of many sizes, overwrites, deletes, version
-//! deletes, multipart uploads, versioning changes and checkpoints, from one
-//! task or from three at once (so group commit batches several).
+//! deletes, multipart uploads, versioning changes (a third of the seeds
+//! never enable it), the versions GC hook and checkpoints, from one task or
+//! from three at once (so group commit batches several).
 //!
 //! `cargo test -p fs --test crash` runs a fixed list of seeds (at least
 //! 1,000 cuts); `cargo xtask crash --cuts N --seed S` runs more through
@@ -19,6 +20,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{pattern, read_all, tag_info, write_content};
 use fs::record::UploadTemplate;
@@ -56,10 +58,28 @@ impl Rng {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put { key: String, content: Content },
-    Delete { key: String },
-    DeleteVersion { key: String, id: VersionId },
+    Put {
+        key: String,
+        content: Content,
+    },
+    Delete {
+        key: String,
+    },
+    DeleteVersion {
+        key: String,
+        id: VersionId,
+    },
     SetVersioning(Versioning),
+    /// The GC hook over the bucket: keep one noncurrent version per key.
+    ExpireNoncurrent,
+}
+
+/// Versions the GC hook removed, over the whole run (so a green run shows
+/// it ran).
+static EXPIRED_VERSIONS: AtomicU64 = AtomicU64::new(0);
+
+fn keep_one_noncurrent<T>(_: &Entry<T>, _became_noncurrent_ms: u64, newer_noncurrent: usize) -> bool {
+    newer_noncurrent >= 1
 }
 
 /// What one task knows is acknowledged in its bucket.
@@ -99,6 +119,11 @@ impl Model {
                 }
             }
             Op::SetVersioning(versioning) => self.versioning = *versioning,
+            Op::ExpireNoncurrent => {
+                for versions in self.keys.values_mut() {
+                    versions.expire_noncurrent(keep_one_noncurrent, |_| 0);
+                }
+            }
         }
         self.keys.retain(|_, versions| !versions.is_empty());
     }
@@ -144,7 +169,7 @@ async fn verify(store: &Store<Disk>, model: &mut Model) -> Result<(), String> {
         // any, is the newest entry of its key in the store.
         let key = match &op {
             Op::Put { key, .. } | Op::Delete { key } | Op::DeleteVersion { key, .. } => Some(key.clone()),
-            Op::SetVersioning(_) => None,
+            Op::SetVersioning(_) | Op::ExpireNoncurrent => None,
         };
         let new_id = key
             .and_then(|key| actual.1.get(&key).and_then(|versions| versions.first()).map(|(id, _)| *id))
@@ -190,8 +215,9 @@ fn is_full(error: &StoreError) -> bool {
     matches!(error, StoreError::Object(ObjectError::Space(SpaceError::Full)) | StoreError::Space(SpaceError::Full))
 }
 
-/// One task's workload until the power goes or `steps` run out.
-async fn workload(store: Rc<Store<Disk>>, model: Rc<RefCell<Model>>, seed: u64, steps: u32) {
+/// One task's workload until the power goes or `steps` run out. Without
+/// `versioned` the bucket stays unversioned all along.
+async fn workload(store: Rc<Store<Disk>>, model: Rc<RefCell<Model>>, seed: u64, steps: u32, versioned: bool) {
     let mut rng = Rng(seed | 1);
     let bucket = model.borrow().bucket.clone();
     for step in 0..steps {
@@ -200,7 +226,15 @@ async fn workload(store: Rc<Store<Disk>>, model: Rc<RefCell<Model>>, seed: u64, 
         let low_space = store.free_pages() < 1_200;
         let roll = rng.below(100);
         let result: Result<(), StoreError> = async {
-            if roll < 12 || (low_space && roll < 60) {
+            if (roll < 12 || (low_space && roll < 60)) && rng.below(4) == 0 {
+                let op = Op::ExpireNoncurrent;
+                model.borrow_mut().in_doubt = Some(op.clone());
+                let removed = store.expire_noncurrent(&bucket, keep_one_noncurrent).await?;
+                EXPIRED_VERSIONS.fetch_add(removed, Ordering::Relaxed);
+                let mut model = model.borrow_mut();
+                model.apply(&op, VersionId::Null);
+                model.in_doubt = None;
+            } else if roll < 12 || (low_space && roll < 60) {
                 // Remove a noncurrent or current version for good.
                 let target = {
                     let model = model.borrow();
@@ -266,7 +300,7 @@ async fn workload(store: Rc<Store<Disk>>, model: Rc<RefCell<Model>>, seed: u64, 
                 let mut model = model.borrow_mut();
                 model.apply(&op, id);
                 model.in_doubt = None;
-            } else if roll < 90 {
+            } else if roll < 90 && versioned {
                 let versioning = match model.borrow().versioning {
                     Versioning::Enabled => Versioning::Suspended,
                     Versioning::Unversioned | Versioning::Suspended => Versioning::Enabled,
@@ -278,6 +312,7 @@ async fn workload(store: Rc<Store<Disk>>, model: Rc<RefCell<Model>>, seed: u64, 
                 model.apply(&op, VersionId::Null);
                 model.in_doubt = None;
             } else if roll < 95 {
+                // (Also where an unversioned run would change versioning.)
                 store.checkpoint().await?;
             } else {
                 // Abort uploads a previous power cut left behind.
@@ -329,6 +364,8 @@ impl Stats {
 fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let tasks = if seed.is_multiple_of(2) { 1 } else { 3 };
+    // A third of the seeds never turn versioning on.
+    let versioned = !seed.is_multiple_of(3);
     let disk: Disk = Arc::new(SimDisk::new(4096, 4096, FaultConfig::default(), seed));
     let options = FormatOptions {
         journal_pages: Some(24 + rng.below(40)),
@@ -367,7 +404,7 @@ fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
             .enumerate()
             .map(|(task, model)| {
                 let task_seed = seed ^ (u64::from(round) << 32) ^ (task as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                executor.spawn(workload(shared.clone(), model.clone(), task_seed, 40))
+                executor.spawn(workload(shared.clone(), model.clone(), task_seed, 40, versioned))
             })
             .collect();
         let mut idle_rounds = 0;
@@ -448,6 +485,9 @@ fn fixed_seeds_survive_a_thousand_cuts() {
     assert!(total.cuts_mid_workload >= total.cuts / 2, "{total:?}");
     assert!(total.in_doubt_applied > 50 && total.in_doubt_not_applied > 50, "{total:?}");
     assert!(total.writes_torn > 100, "{total:?}");
+    let expired = EXPIRED_VERSIONS.load(Ordering::Relaxed);
+    println!("versions removed by the GC hook: {expired}");
+    assert!(expired > 100, "the GC hook ran and removed versions: {expired}");
 }
 
 /// `cargo xtask crash --cuts N --seed S`: seeds S, S+1, ... until N cuts.

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{block_on, pattern, read_all, tag_info, write_content};
-use fs::catalog::Quota;
+use fs::catalog::{Capabilities, Quota};
 use fs::index::{ListItem, ListQuery, list};
 use fs::record::UploadTemplate;
 use fs::state::MetaError;
@@ -274,4 +274,207 @@ fn a_torn_superblock_falls_back_to_the_other_copy() {
         assert_eq!(read_all(&store, "s", "k2", None).await.unwrap(), pattern(2, 0..10));
         assert!(matches!(Store::open(Arc::new(RamDisk::new(4096, 100))).await, Err(StoreError::NotFormatted(_))));
     });
+}
+
+/// A journal big enough that no checkpoint takes pages during the test, so
+/// free-page counts are exact.
+fn roomy() -> FormatOptions {
+    FormatOptions { journal_pages: Some(256), ..options() }
+}
+
+#[test]
+fn expiring_noncurrent_versions_frees_their_chunks() {
+    let disk = sim(4096, 8);
+    block_on(async {
+        let store = Store::format(disk.clone(), roomy()).await.unwrap();
+        store.create_bucket("g", "o", 1).await.unwrap();
+        store.set_versioning("g", Versioning::Enabled).await.unwrap();
+        let empty = store.free_pages();
+        // k: versions created at 2001..=2004 ms, 3 pages each.
+        for tag in 1..=4 {
+            put(&store, "g", "k", tag, 3 * 4096).await;
+        }
+        // m: one version (created at 2005), then a delete marker at 3000.
+        put(&store, "g", "m", 5, 4096).await;
+        store.delete_object("g", "m", None, 3_000).await.unwrap();
+        assert_eq!(empty - store.free_pages(), 13);
+        let versions_of = |key: &str| {
+            store.with_state(|state| {
+                state.buckets["g"].objects.get(key).map(|v| v.entries().iter().map(|e| e.id()).collect::<Vec<_>>())
+            })
+        };
+        let k_before = versions_of("k").unwrap();
+
+        // Keep one noncurrent version per key.
+        assert_eq!(store.expire_noncurrent("g", |_, _, newer_noncurrent| newer_noncurrent >= 1).await, Ok(2));
+        assert_eq!(versions_of("k").unwrap(), k_before[..2]);
+        assert_eq!(empty - store.free_pages(), 7, "the two expired versions' chunks are free");
+        // Noncurrent since before 2500 ms: k's third version only.
+        assert_eq!(
+            store.expire_noncurrent("g", |_, became_noncurrent_ms, _| became_noncurrent_ms < 2_500).await,
+            Ok(1)
+        );
+        assert_eq!(empty - store.free_pages(), 4);
+        // Everything noncurrent: m's object, then its marker, left alone.
+        assert_eq!(store.expire_noncurrent("g", |_, _, _| true).await, Ok(2));
+        assert_eq!(versions_of("m"), None);
+        assert_eq!(versions_of("k").unwrap(), k_before[..1]);
+        assert_eq!(empty - store.free_pages(), 3);
+        assert_eq!(store.expire_noncurrent("g", |_, _, _| true).await, Ok(0));
+        drop(store);
+        let (store, _) = Store::open(disk).await.unwrap();
+        assert_eq!(empty - store.free_pages(), 3, "the frees were journaled");
+        assert_eq!(read_all(&store, "g", "k", None).await.unwrap(), pattern(4, 0..3 * 4096));
+        assert!(store.check().await.problems.is_empty());
+    });
+}
+
+#[test]
+fn space_under_a_reader_is_reused_only_after_it_ends() {
+    let disk = sim(2048, 9);
+    block_on(async {
+        let store = Store::format(disk.clone(), roomy()).await.unwrap();
+        store.create_bucket("r", "o", 1).await.unwrap();
+        put(&store, "r", "k", 1, 5 * 4096).await;
+        let before_delete = store.free_pages();
+        let handle = store.open_object("r", "k", None).unwrap();
+        store.delete_object("r", "k", None, 5).await.unwrap();
+        assert!(matches!(store.head_object("r", "k", None), Err(LookupError::NoSuchKey)));
+        assert_eq!(store.free_pages(), before_delete, "the deleted object's pages wait for the reader");
+        put(&store, "r", "other", 2, 4 * 4096).await;
+        assert_eq!(store.free_pages(), before_delete - 4);
+        let mut bytes = Vec::new();
+        let mut reader = handle.read(0..5 * 4096).unwrap();
+        while let Some(piece) = reader.next().await {
+            bytes.extend_from_slice(piece.unwrap().as_slice());
+        }
+        assert_eq!(bytes, pattern(1, 0..5 * 4096), "the reader sees the deleted object's bytes");
+        drop(handle);
+        assert_eq!(store.free_pages(), before_delete + 5 - 4, "freed once the reader is gone");
+        assert!(store.check().await.problems.is_empty());
+    });
+}
+
+#[test]
+fn quotas_count_objects_and_parts_in_progress() {
+    let disk = sim(2048, 10);
+    block_on(async {
+        let store = Store::format(disk.clone(), roomy()).await.unwrap();
+        store.create_bucket("q", "o", 1).await.unwrap();
+        store.set_quota("q", Quota { max_bytes: None, max_objects: Some(2) }).await.unwrap();
+        put(&store, "q", "a", 1, 100).await;
+        put(&store, "q", "b", 2, 100).await;
+        let written = write_content(&store, 3, 0..10).await.unwrap();
+        let refused = store.put_object("q", "c", written, tag_info(3), 5).await;
+        assert_eq!(refused.err(), Some(StoreError::Meta(MetaError::QuotaExceeded)));
+        // Asked before the body is read, with the Content-Length.
+        let early = |key: &str, size| store.with_state(|state| state.put_fits_quota("q", key, size));
+        assert_eq!(early("c", 10), Err(MetaError::QuotaExceeded));
+        assert_eq!(early("a", 200), Ok(()), "replacing an object adds none");
+        assert_eq!(store.with_state(|state| state.put_fits_quota("nope", "a", 1)), Err(MetaError::NoSuchBucket));
+        put(&store, "q", "a", 4, 200).await; // Replaces a: still two objects.
+
+        store.set_quota("q", Quota { max_bytes: Some(50_000), max_objects: None }).await.unwrap();
+        let template = UploadTemplate { content_type: None, headers: vec![] };
+        let upload = store.create_multipart("q", "big", template, 9).await.unwrap();
+        let written = write_content(&store, 5, 0..30_000).await.unwrap();
+        store.put_part(&upload, 1, written, vec![], 10).await.unwrap();
+        let free = store.free_pages();
+        let written = write_content(&store, 5, 30_000..60_000).await.unwrap();
+        let refused = store.put_part(&upload, 2, written, vec![], 10).await;
+        assert_eq!(refused.err(), Some(StoreError::Meta(MetaError::QuotaExceeded)), "parts in progress count");
+        assert_eq!(store.free_pages(), free, "the refused part's space is back");
+        let usage = store.with_state(|state| state.buckets["q"].usage);
+        assert_eq!((usage.bytes, usage.objects), (300, 2));
+    });
+}
+
+#[test]
+fn client_checksums_are_kept_with_objects_and_parts() {
+    let disk = sim(2048, 11);
+    let sums =
+        |value: &str| vec![("CRC32C".to_string(), value.to_string()), ("SHA256".to_string(), "c2hh".to_string())];
+    block_on(async {
+        let store = Store::format(disk.clone(), roomy()).await.unwrap();
+        store.create_bucket("c", "o", 1).await.unwrap();
+        let written = write_content(&store, 1, 0..1000).await.unwrap();
+        let info = fs::store::PutInfo { checksums: sums("AAAAAQ=="), ..tag_info(1) };
+        store.put_object("c", "k", written, info, 5).await.unwrap();
+        let template = UploadTemplate { content_type: None, headers: vec![] };
+        let upload = store.create_multipart("c", "m", template, 9).await.unwrap();
+        let written = write_content(&store, 2, 0..100).await.unwrap();
+        store.put_part(&upload, 1, written, sums("AAAAAg=="), 10).await.unwrap();
+        store.checkpoint().await.unwrap();
+        let written = write_content(&store, 3, 0..100).await.unwrap();
+        store.put_part(&upload, 2, written, sums("AAAAAw=="), 10).await.unwrap();
+        drop(store);
+        // From the checkpoint (object, part 1) and the journal (part 2).
+        let (store, _) = Store::open(disk).await.unwrap();
+        assert_eq!(store.head_object("c", "k", None).unwrap().1.checksums, sums("AAAAAQ=="));
+        let parts = store.with_state(|state| {
+            state.uploads[&upload].parts.values().map(|part| part.checksums.clone()).collect::<Vec<_>>()
+        });
+        assert_eq!(parts, [sums("AAAAAg=="), sums("AAAAAw==")]);
+    });
+}
+
+#[test]
+fn grants_and_renames_survive_reopen() {
+    let disk = sim(2048, 12);
+    block_on(async {
+        let store = Store::format(disk.clone(), roomy()).await.unwrap();
+        store.create_bucket("a", "alice", 1).await.unwrap();
+        store.create_bucket("b", "alice", 1).await.unwrap();
+        store.set_grant("a", "bob", Capabilities::READ.union(Capabilities::LIST)).await.unwrap();
+        store.set_grant("a", "carol", Capabilities::WRITE).await.unwrap();
+        store.set_grant("a", "carol", Capabilities::NONE).await.unwrap();
+        assert_eq!(store.rename_bucket("a", "b").await, Err(StoreError::Meta(MetaError::BucketAlreadyExists)));
+        let template = UploadTemplate { content_type: None, headers: vec![] };
+        let upload = store.create_multipart("a", "k", template, 9).await.unwrap();
+        store.rename_bucket("a", "c").await.unwrap();
+        assert_eq!(store.delete_bucket("c").await, Err(StoreError::Meta(MetaError::BucketNotEmpty)));
+        drop(store);
+        let (store, _) = Store::open(disk).await.unwrap();
+        store.with_state(|state| {
+            assert!(!state.buckets.contains_key("a"));
+            let bucket = &state.buckets["c"];
+            assert_eq!(bucket.capabilities_of("alice"), Capabilities::ALL);
+            assert_eq!(bucket.capabilities_of("bob"), Capabilities::READ.union(Capabilities::LIST));
+            assert_eq!(bucket.capabilities_of("carol"), Capabilities::NONE, "revoked");
+            assert_eq!(state.uploads[&upload].bucket, "c", "uploads move with their bucket");
+        });
+        store.abort_multipart(&upload).await.unwrap();
+        store.delete_bucket("c").await.unwrap();
+        assert_eq!(store.with_state(|state| state.buckets.keys().cloned().collect::<Vec<_>>()), ["b"]);
+    });
+}
+
+#[test]
+fn concurrent_puts_share_flushes() {
+    let disk = sim(4096, 13);
+    let store = block_on(Store::format(disk.clone(), roomy())).unwrap();
+    block_on(store.create_bucket("g", "o", 1)).unwrap();
+    let store = std::rc::Rc::new(store);
+    // Requests complete after a yield, as a real device's do, so the
+    // writers interleave while the committer waits for its flushes.
+    disk.set_yielding(true);
+    let flushes_before = disk.counts().1;
+    let executor = runtime::executor::Executor::new();
+    let handles: Vec<_> = (0..16u64)
+        .map(|tag| {
+            let store = store.clone();
+            executor.spawn(async move {
+                put(&store, "g", &format!("k{tag}"), tag, 5_000).await;
+            })
+        })
+        .collect();
+    while handles.iter().any(|handle| !handle.is_finished()) {
+        assert!(executor.run_ready() > 0, "writers stuck");
+    }
+    let flushes = disk.counts().1 - flushes_before;
+    assert!(flushes <= 8, "16 PUTs took {flushes} flushes; a batch per PUT takes 32");
+    disk.set_yielding(false);
+    for tag in 0..16 {
+        assert_eq!(block_on(read_all(&store, "g", &format!("k{tag}"), None)).unwrap(), pattern(tag, 0..5_000));
+    }
 }

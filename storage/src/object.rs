@@ -146,10 +146,10 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             device,
             pending: PendingChunks { space, chunks: Vec::new() },
             chunk_max_bytes,
-            // Small first: most objects are small, and a zeroed chunk-sized
-            // buffer per 4 KiB PUT costs more than the PUT. It grows by
-            // doubling up to a chunk.
-            buf: IoBuf::zeroed(FIRST_BUFFER_BYTES.min(chunk_max_bytes)),
+            // Nothing until the size is known or bytes arrive: most objects
+            // are small, and a zeroed buffer bigger than the object costs
+            // more than the PUT. It grows by doubling up to a chunk.
+            buf: IoBuf::zeroed(0),
             filled: 0,
             size_bytes: 0,
             md5: Md5::new(),
@@ -161,19 +161,25 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
     }
 
     /// Sizes the buffer for an object of `size_bytes` (the Content-Length
-    /// when the client sent one), saving the copies of growing it.
+    /// when the client sent one): no bigger than the object, and no copies
+    /// of growing it.
     pub fn expect_size(&mut self, size_bytes: u64) {
         let wanted = (size_bytes.min(self.chunk_max_bytes as u64) as usize).next_multiple_of(PAGE_BYTES as usize);
-        if wanted > self.buf.capacity() && self.filled == 0 {
+        if wanted != self.buf.capacity() && self.filled == 0 {
             self.buf = IoBuf::zeroed(wanted);
         }
+    }
+
+    /// Bytes of buffer the writer holds (at most one chunk).
+    pub fn buffer_bytes(&self) -> usize {
+        self.buf.capacity()
     }
 
     fn grow(&mut self, needed: usize) {
         if needed <= self.buf.capacity() {
             return;
         }
-        let capacity = needed.next_power_of_two().clamp(FIRST_BUFFER_BYTES, self.chunk_max_bytes);
+        let capacity = needed.next_power_of_two().max(FIRST_BUFFER_BYTES).min(self.chunk_max_bytes);
         let mut bigger = IoBuf::zeroed(capacity);
         bigger.as_mut_slice()[..self.filled].copy_from_slice(&self.buf.as_slice()[..self.filled]);
         self.buf = bigger;
@@ -323,5 +329,94 @@ impl<'a, D: BlockDevice> ObjectReader<'a, D> {
             return Some(Ok(ChunkBytes { buf, range: from..to }));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::RamDisk;
+    use crate::space::SpaceMap;
+    use core::pin::pin;
+    use core::task::{Context, Poll, Waker};
+    use spin::Mutex;
+
+    /// The RAM disk completes at once: one poll runs a future to its end.
+    fn now<F: Future>(future: F) -> F::Output {
+        match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(output) => output,
+            Poll::Pending => panic!("RAM disk futures complete at once"),
+        }
+    }
+
+    struct Space(Mutex<SpaceMap>);
+
+    impl SpaceSource for Space {
+        fn allocate_up_to(&self, max_pages: u32) -> Result<Extent, SpaceError> {
+            self.0.lock().allocate_up_to(max_pages)
+        }
+
+        fn release(&self, extent: Extent) {
+            self.0.lock().release(extent).expect("released once");
+        }
+    }
+
+    fn byte(offset: usize) -> u8 {
+        (offset * 7 % 251) as u8
+    }
+
+    #[test]
+    fn writer_memory_is_one_chunk_whatever_the_size() {
+        let disk = RamDisk::new(4096, 4096);
+        let space = Space(Mutex::new(SpaceMap::new(0, 4096)));
+        let chunk = 256 * 1024;
+        let mut writer = ObjectWriter::new(&disk, &space, chunk);
+        assert_eq!(writer.buffer_bytes(), 0, "nothing before the first byte");
+        let data: Vec<u8> = (0..5 * chunk + 123).map(byte).collect();
+        for piece in data.chunks(10_000) {
+            now(writer.write(piece)).unwrap();
+            assert!(writer.buffer_bytes() <= chunk);
+        }
+        let written = now(writer.finish()).unwrap();
+        assert_eq!(written.chunks.chunks().len(), 6);
+        let chunks = written.chunks.into_committed();
+        for range in [0..data.len() as u64, 5..chunk as u64 + 5, 3 * chunk as u64..3 * chunk as u64] {
+            let mut reader = ObjectReader::new(&disk, &chunks, range.clone()).unwrap();
+            let mut got = Vec::new();
+            while let Some(piece) = now(reader.next()) {
+                got.extend_from_slice(piece.unwrap().as_slice());
+            }
+            assert_eq!(got, &data[range.start as usize..range.end as usize]);
+        }
+        // A small object with its size announced holds a page, not a chunk.
+        let mut writer = ObjectWriter::new(&disk, &space, chunk);
+        writer.expect_size(100);
+        now(writer.write(&data[..100])).unwrap();
+        assert_eq!(writer.buffer_bytes(), PAGE_BYTES as usize);
+        let small = now(writer.finish()).unwrap();
+        assert_eq!(small.chunks.chunks()[0].extent.pages, 1);
+    }
+
+    #[test]
+    fn a_corrupt_chunk_is_an_error_naming_it() {
+        let disk = RamDisk::new(4096, 64);
+        let space = Space(Mutex::new(SpaceMap::new(0, 64)));
+        let mut writer = ObjectWriter::new(&disk, &space, 4096);
+        now(writer.write(&[5; 10_000])).unwrap();
+        let chunks = now(writer.finish()).unwrap().chunks.into_committed();
+        let bad = chunks[1];
+        let (_, mut page) = now(disk.read(bad.extent.start_page, IoBuf::zeroed(4096)));
+        page.as_mut_slice()[9] ^= 0x40;
+        now(disk.write(bad.extent.start_page, page)).0.unwrap();
+        let mut reader = ObjectReader::new(&disk, &chunks, 0..10_000).unwrap();
+        assert_eq!(now(reader.next()).unwrap().unwrap().as_slice(), &[5; 4096][..]);
+        match now(reader.next()) {
+            Some(Err(ObjectError::Corrupt { chunk_index: 1, start_page, .. })) => {
+                assert_eq!(start_page, bad.extent.start_page)
+            }
+            Some(Ok(_)) => panic!("corrupt bytes returned"),
+            other => panic!("expected a corrupt chunk 1, got {:?}", other.map(|result| result.err())),
+        }
+        assert!(now(reader.next()).is_none(), "nothing after the error");
     }
 }

@@ -4,7 +4,7 @@ use core::future::Future;
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};
 
-use storage::block::{BlockDevice, BlockError, FaultConfig, IoBuf, RamDisk, SimDisk};
+use storage::block::{BlockDevice, BlockError, FaultConfig, IoBuf, RamDisk, SimDisk, read_bytes, write_bytes};
 
 /// The devices here complete synchronously; poll once.
 fn now<F: Future>(future: F) -> F::Output {
@@ -107,4 +107,67 @@ fn injected_faults() {
     disk.flip_bit(2 * 512 + 10, 3);
     let (_, buf) = now(disk.read(2, IoBuf::zeroed(512)));
     assert_eq!(buf.as_slice()[10], 1 << 3, "one bit flipped in a byte that was zero");
+}
+
+/// `write_bytes` and `read_bytes` at every kind of alignment, against a
+/// byte-array model of the device.
+fn unaligned_ranges(device: &impl BlockDevice) {
+    let geometry = device.geometry();
+    let block = u64::from(geometry.block_bytes);
+    let capacity = geometry.capacity_bytes();
+    let mut model = pattern(9, capacity as usize);
+    now(device.write(0, IoBuf::from_slice(&model))).0.unwrap();
+    let cases = [
+        (0, 0),
+        (0, 1),
+        (1, 1),
+        (block - 1, 2),
+        (block, block),
+        (3, block - 6),
+        (block / 2, 3 * block),
+        (5 * block + 7, 2 * block - 7),
+        (capacity - 3, 3),
+        (capacity - block, block),
+    ];
+    for (step, (offset, len)) in cases.into_iter().enumerate() {
+        let data = pattern(100 + step as u8, len as usize);
+        now(write_bytes(device, offset, &data)).unwrap();
+        model[offset as usize..(offset + len) as usize].copy_from_slice(&data);
+        let (result, whole) = now(device.read(0, IoBuf::zeroed(capacity as usize)));
+        result.unwrap();
+        assert!(whole.as_slice() == &model[..], "write of {len} bytes at {offset} changed other bytes");
+        let mut back = vec![0; len as usize];
+        now(read_bytes(device, offset, &mut back)).unwrap();
+        assert_eq!(back, data, "read of {len} bytes at {offset}");
+        let mut around = vec![0; (len + 2).min(capacity - offset.saturating_sub(1)) as usize];
+        let from = offset.saturating_sub(1);
+        now(read_bytes(device, from, &mut around)).unwrap();
+        assert_eq!(around, &model[from as usize..from as usize + around.len()]);
+    }
+    assert!(matches!(now(write_bytes(device, capacity - 1, &[1, 2])), Err(BlockError::OutOfRange { .. })));
+    assert!(matches!(now(read_bytes(device, u64::MAX, &mut [0])), Err(BlockError::OutOfRange { .. })));
+}
+
+#[test]
+fn unaligned_byte_ranges() {
+    unaligned_ranges(&RamDisk::new(512, 64));
+    unaligned_ranges(&RamDisk::new(4096, 16));
+    unaligned_ranges(&SimDisk::new(512, 64, FaultConfig::default(), 4));
+}
+
+#[test]
+fn discard_checks_its_range() {
+    let ram = RamDisk::new(512, 64);
+    assert!(ram.geometry().supports_discard);
+    now(ram.write(4, IoBuf::from_slice(&pattern(1, 1024)))).0.unwrap();
+    now(ram.discard(4, 1)).unwrap();
+    let (_, buf) = now(ram.read(4, IoBuf::zeroed(1024)));
+    assert!(buf.as_slice()[..512].iter().all(|&b| b == 0), "a discarded RAM block reads as zeros");
+    assert_eq!(&buf.as_slice()[512..], &pattern(1, 1024)[512..], "the next block is kept");
+    assert!(matches!(now(ram.discard(63, 2)), Err(BlockError::OutOfRange { .. })));
+    // Where unsupported it is a checked no-op.
+    let sim = SimDisk::new(512, 64, FaultConfig::default(), 1);
+    assert!(!sim.geometry().supports_discard);
+    now(sim.discard(0, 64)).unwrap();
+    assert!(matches!(now(sim.discard(u64::MAX, 2)), Err(BlockError::OutOfRange { .. })));
 }

@@ -1,22 +1,78 @@
-//! Storage benchmarks (`cargo xtask bench storage`): the store on a file
-//! opened with O_DIRECT (fdatasync as flush) side by side with Linux's own
-//! filesystem doing the same durable work (one file per object, written
-//! and fdatasync'ed), and the store on a RAM disk (the engine's own cost).
-//! Each row is the median of 3 runs; the ratio is store / Linux.
+//! Storage benchmarks (`cargo xtask bench storage`). One table, figures
+//! only (nothing is asserted):
+//!
+//! - the store on a file opened with O_DIRECT (fdatasync as flush) beside
+//!   Linux's own filesystem doing the same durable work (one file per
+//!   object, written and fdatasync'ed);
+//! - the store on a RAM disk (the engine's own cost) beside `memcpy`;
+//! - group commit: 4 KiB PUTs from 64 concurrent writers with real flushes,
+//!   beside what one fdatasync per PUT allows;
+//! - listing 100k keys, opening (replaying) a store after 1M small objects,
+//!   and heap bytes per object once open.
+//!
+//! Throughput rows are the median of 3 runs.
+#![deny(unsafe_code)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::sync::Arc;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use fs::index::{ListQuery, list};
 use fs::store::{FormatOptions, PutInfo, Store};
 use hosted::block::FileDisk;
-use storage::block::{BlockDevice, RamDisk};
+use runtime::executor::Executor;
+use storage::block::{BlockDevice, BlockError, Geometry, IoBuf, IoResult, RamDisk};
+
+/// Heap bytes currently allocated by the whole program.
+static LIVE_HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, counting live bytes (for the bytes-per-object row).
+struct CountingAllocator;
+
+// SAFETY: every method hands the caller's pointer and layout unchanged to
+// `System`, which upholds the `GlobalAlloc` contract; the counter is only
+// arithmetic on an atomic.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_HEAP_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: our caller upholds `alloc`'s contract for `layout`.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE_HEAP_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_HEAP_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from this allocator (so from `System`) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_HEAP_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_HEAP_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `System` with `layout`; the caller upholds
+        // `realloc`'s contract for `new_size`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const RUNS: usize = 3;
 const MIB: u64 = 1 << 20;
@@ -115,20 +171,258 @@ fn linux_put_get(dir: &Path, count: usize, size: usize, round: usize) -> (f64, f
     (put, get)
 }
 
+/// Resolves after yielding to the executor once.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+/// A device whose flush completes after one executor round, as an
+/// interrupt-driven driver's does: other tasks run meanwhile and queue
+/// their records, which is what group commit needs. Reads and writes go
+/// straight through. For the RAM and sparse disks.
+struct YieldingFlush<D>(Arc<D>);
+
+impl<D: BlockDevice> BlockDevice for YieldingFlush<D> {
+    fn geometry(&self) -> Geometry {
+        self.0.geometry()
+    }
+
+    fn read(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        self.0.read(lba, buf)
+    }
+
+    fn write(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        self.0.write(lba, buf)
+    }
+
+    async fn flush(&self) -> Result<(), BlockError> {
+        let result = self.0.flush().await;
+        yield_once().await;
+        result
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A synchronous device (the file disk) driven like one with a queue: each
+/// request runs on one of `QUEUE_THREADS` I/O threads and completes later,
+/// so the requests of many tasks are in flight at once, as virtio-blk and
+/// NVMe requests are in the kernel. A flush is an `fdatasync` on one of
+/// them: it covers every write that completed before it started.
+struct QueuedDisk<D> {
+    inner: Arc<D>,
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+const QUEUE_THREADS: usize = 16;
+
+impl<D: BlockDevice + Send + Sync + 'static> QueuedDisk<D> {
+    fn new(inner: Arc<D>) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..QUEUE_THREADS {
+            let queue = queue.clone();
+            std::thread::spawn(move || {
+                loop {
+                    let job = queue.lock().expect("queue").recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+        Self { inner, jobs }
+    }
+
+    /// Runs `request` on an I/O thread; resolves with its result.
+    fn submit<T: Send + 'static>(&self, request: impl FnOnce(&D) -> T + Send + 'static) -> impl Future<Output = T> {
+        type Slot<T> = Arc<Mutex<(Option<T>, Option<Waker>)>>;
+        let slot: Slot<T> = Arc::new(Mutex::new((None, None)));
+        let (inner, done) = (self.inner.clone(), slot.clone());
+        let job: Job = Box::new(move || {
+            let value = request(&inner);
+            let mut slot = done.lock().expect("slot");
+            slot.0 = Some(value);
+            if let Some(waker) = slot.1.take() {
+                waker.wake();
+            }
+        });
+        self.jobs.send(job).expect("I/O threads run as long as the disk");
+        std::future::poll_fn(move |cx| {
+            let mut slot = slot.lock().expect("slot");
+            match slot.0.take() {
+                Some(value) => Poll::Ready(value),
+                None => {
+                    slot.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+}
+
+impl<D: BlockDevice + Send + Sync + 'static> BlockDevice for QueuedDisk<D> {
+    fn geometry(&self) -> Geometry {
+        self.inner.geometry()
+    }
+
+    fn read(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        self.submit(move |disk| block_on(disk.read(lba, buf)))
+    }
+
+    fn write(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        self.submit(move |disk| block_on(disk.write(lba, buf)))
+    }
+
+    fn flush(&self) -> impl Future<Output = Result<(), BlockError>> {
+        self.submit(|disk| block_on(disk.flush()))
+    }
+}
+
+/// A file of `bytes` zeros, written out, so that the store's writes do not
+/// pay for ext4 allocating a sparse file's blocks (a disk has none to
+/// allocate) and flushes are data flushes.
+fn preallocated(path: &Path, bytes: u64) {
+    let mut file = File::create(path).expect("image");
+    let zeros = vec![0u8; 8 * MIB as usize];
+    for _ in 0..bytes / zeros.len() as u64 {
+        file.write_all(&zeros).expect("zeros");
+    }
+    file.sync_all().expect("sync image");
+}
+
+const PAGE: usize = 4096;
+
+/// A disk that stores only pages holding a nonzero byte, so a million small
+/// objects of zeros cost memory only for the metadata (journal, checkpoint):
+/// what replay reads.
+struct SparseDisk {
+    capacity_pages: u64,
+    pages: Mutex<HashMap<u64, Box<[u8]>>>,
+}
+
+impl BlockDevice for SparseDisk {
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            block_bytes: PAGE as u32,
+            capacity_blocks: self.capacity_pages,
+            queue_depth: 64,
+            supports_discard: false,
+        }
+    }
+
+    async fn read(&self, lba: u64, mut buf: IoBuf) -> IoResult {
+        if let Err(error) = self.geometry().check(lba, buf.len()) {
+            return (Err(error), buf);
+        }
+        let pages = self.pages.lock().expect("pages");
+        for (index, out) in buf.as_mut_slice().chunks_mut(PAGE).enumerate() {
+            match pages.get(&(lba + index as u64)) {
+                Some(page) => out.copy_from_slice(page),
+                None => out.fill(0),
+            }
+        }
+        drop(pages);
+        (Ok(()), buf)
+    }
+
+    async fn write(&self, lba: u64, buf: IoBuf) -> IoResult {
+        if let Err(error) = self.geometry().check(lba, buf.len()) {
+            return (Err(error), buf);
+        }
+        let mut pages = self.pages.lock().expect("pages");
+        for (index, data) in buf.as_slice().chunks(PAGE).enumerate() {
+            let page = lba + index as u64;
+            if data.iter().all(|&byte| byte == 0) {
+                pages.remove(&page);
+            } else {
+                pages.insert(page, data.into());
+            }
+        }
+        drop(pages);
+        (Ok(()), buf)
+    }
+
+    async fn flush(&self) -> Result<(), BlockError> {
+        Ok(())
+    }
+}
+
+/// Runs the futures as concurrent tasks to completion.
+fn run_tasks(tasks: Vec<impl Future<Output = ()> + 'static>) {
+    let executor = Executor::new();
+    let handles: Vec<_> = tasks.into_iter().map(|task| executor.spawn(task)).collect();
+    while handles.iter().any(|handle| !handle.is_finished()) {
+        if executor.run_ready() == 0 {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Seconds for `writers` concurrent tasks to PUT `per_writer` objects each
+/// of `data` into `bucket` (which must exist), keys from `key(writer, i)`.
+fn concurrent_puts<D: BlockDevice + 'static>(
+    store: &Rc<Store<D>>,
+    bucket: &str,
+    writers: usize,
+    per_writer: usize,
+    data: &Rc<Vec<u8>>,
+    key: fn(usize, usize) -> String,
+) -> f64 {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let (store, data, bucket) = (store.clone(), data.clone(), bucket.to_string());
+            async move {
+                for index in 0..per_writer {
+                    let mut object = store.writer();
+                    object.expect_size(data.len() as u64);
+                    object.write(&data).await.expect("write");
+                    let written = object.finish().await.expect("finish");
+                    let key = key(writer, index);
+                    store.put_object(&bucket, &key, written, PutInfo::default(), 0).await.expect("put");
+                }
+            }
+        })
+        .collect();
+    run_tasks(tasks);
+    start.elapsed().as_secs_f64()
+}
+
 struct Row {
     name: String,
     store: f64,
-    linux: Option<f64>,
+    /// What the row compares with, named in `name`.
+    reference: Option<f64>,
     unit: &'static str,
 }
 
-fn main() {
-    let hardware = hosted::crc::install_hardware_crc32c();
-    let dir = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-storage".into()));
-    std::fs::create_dir_all(&dir).expect("bench dir");
-    let mut rows = Vec::new();
+impl Row {
+    fn new(name: impl Into<String>, store: f64, reference: Option<f64>, unit: &'static str) -> Self {
+        Self { name: name.into(), store, reference, unit }
+    }
+}
 
-    // CRC32C, the checksum on every chunk.
+/// Throughput in the row's unit: MiB/s from 1 MiB up, objects/s below.
+fn throughput(count: usize, size: usize, seconds: f64) -> (f64, &'static str) {
+    if size >= MIB as usize {
+        ((count * size) as f64 / MIB as f64 / seconds, "MiB/s")
+    } else {
+        (count as f64 / seconds, "ops/s")
+    }
+}
+
+fn crc_rows(rows: &mut Vec<Row>, hardware: bool) {
     let block = content(64 * MIB as usize, 3);
     let rate = |f: &dyn Fn(&[u8]) -> u32| {
         median(
@@ -141,65 +435,125 @@ fn main() {
                 .collect(),
         )
     };
-    rows.push(Row {
-        name: "CRC32C portable (slice-by-16)".into(),
-        store: rate(&|d| storage::checksum::crc32c_portable(0, d)),
-        linux: None,
-        unit: "MiB/s",
-    });
+    rows.push(Row::new(
+        "CRC32C portable (slice-by-16)",
+        rate(&|d| storage::checksum::crc32c_portable(0, d)),
+        None,
+        "MiB/s",
+    ));
     if hardware {
-        rows.push(Row {
-            name: "CRC32C SSE4.2 (as installed)".into(),
-            store: rate(&|d| storage::checksum::crc32c(d)),
-            linux: None,
-            unit: "MiB/s",
-        });
+        rows.push(Row::new("CRC32C SSE4.2 (as installed)", rate(&|d| storage::checksum::crc32c(d)), None, "MiB/s"));
     }
+}
 
+/// `memcpy` of 64 MiB between two warm buffers, MiB/s.
+fn memcpy_rate() -> f64 {
+    let source = content(64 * MIB as usize, 5);
+    let mut target = vec![1u8; source.len()];
+    target.copy_from_slice(&source);
+    median(
+        (0..RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                target.copy_from_slice(std::hint::black_box(&source));
+                std::hint::black_box(&target);
+                source.len() as f64 / MIB as f64 / start.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+/// Sequential PUT and GET on a file with real flushes, beside ext4.
+fn file_rows(rows: &mut Vec<Row>, dir: &Path) {
     let image = dir.join("store.img");
-    let _ = std::fs::remove_file(&image);
+    preallocated(&image, 1024 * MIB);
     let disk = Arc::new(FileDisk::open(&image, 4096, 1024 * MIB).expect("disk image"));
-    let direct = disk.direct_io();
     let options = FormatOptions { volume_id: [9; 16], ..FormatOptions::default() };
     let store = block_on(Store::format(disk.clone(), options)).expect("format");
-    for (label, count, size) in [("1 MiB objects", 48usize, MIB as usize), ("4 KiB objects", 400, 4096)] {
+    let sizes = [
+        ("1 MiB objects", 48usize, MIB as usize),
+        ("64 MiB objects", 4, 64 * MIB as usize),
+        ("4 KiB objects", 400, 4096),
+    ];
+    for (label, count, size) in sizes {
         let mut samples = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..RUNS {
             let (put, get) = store_put_get(&store, count, size, round);
-            let (linux_put, linux_get) = linux_put_get(&dir, count, size, round);
+            let (linux_put, linux_get) = linux_put_get(dir, count, size, round);
             samples.0.push(put);
             samples.1.push(get);
             samples.2.push(linux_put);
             samples.3.push(linux_get);
         }
-        let (put, get, linux_put, linux_get) =
-            (median(samples.0), median(samples.1), median(samples.2), median(samples.3));
-        let per = |seconds: f64| -> f64 {
-            if size >= MIB as usize { (count * size) as f64 / MIB as f64 / seconds } else { count as f64 / seconds }
-        };
-        let unit = if size >= MIB as usize { "MiB/s" } else { "ops/s" };
-        rows.push(Row {
-            name: format!("durable PUT, {label}, file disk"),
-            store: per(put),
-            linux: Some(per(linux_put)),
+        let (put, unit) = throughput(count, size, median(samples.0));
+        let (get, _) = throughput(count, size, median(samples.1));
+        let (linux_put, _) = throughput(count, size, median(samples.2));
+        let (linux_get, _) = throughput(count, size, median(samples.3));
+        rows.push(Row::new(
+            format!("durable PUT, {label}, 1 writer, file disk (ref: ext4)"),
+            put,
+            Some(linux_put),
             unit,
-        });
-        rows.push(Row { name: format!("GET, {label}, file disk"), store: per(get), linux: Some(per(linux_get)), unit });
+        ));
+        rows.push(Row::new(format!("GET, {label}, file disk (ref: ext4 O_DIRECT)"), get, Some(linux_get), unit));
     }
     drop(store);
     let start = Instant::now();
     let (store, report) = block_on(Store::open(disk.clone())).expect("reopen");
-    rows.push(Row {
-        name: format!("open: superblock + checkpoint + replay of {} records", report.replayed_records),
-        store: start.elapsed().as_secs_f64() * 1000.0,
-        linux: None,
-        unit: "ms",
-    });
+    rows.push(Row::new(
+        format!("open: superblock + checkpoint + replay of {} records, file disk", report.replayed_records),
+        start.elapsed().as_secs_f64() * 1000.0,
+        None,
+        "ms",
+    ));
     drop(store);
 
+    // Group commit: 64 writers of 4 KiB PUTs; the flush runs on a thread
+    // while the other writers queue their records behind it.
+    let queued = QueuedDisk::new(disk.clone());
+    let store = Rc::new(block_on(Store::open(queued)).expect("open").0);
+    let data = Rc::new(content(4096, 11));
+    let (writers, per_writer) = (64, 40);
+    // Flush latency on a shared disk drifts: each round measures the
+    // baseline right after the group-commit run, and the row shows medians.
+    let (mut rates, mut baselines) = (Vec::new(), Vec::new());
+    for round in 0..RUNS {
+        let bucket = format!("group{round}");
+        block_on(store.create_bucket(&bucket, "bench", 0)).expect("bucket");
+        let seconds = concurrent_puts(&store, &bucket, writers, per_writer, &data, |w, i| format!("w{w}/o{i}"));
+        rates.push((writers * per_writer) as f64 / seconds);
+        // What one flush per PUT would allow: a 4 KiB write and an fdatasync.
+        let flushes = 100;
+        let start = Instant::now();
+        for index in 0..flushes {
+            let lba = disk.geometry().capacity_blocks - 1 - index % 16;
+            block_on(disk.write(lba, IoBuf::from_slice(&data))).0.expect("write");
+            block_on(disk.flush()).expect("flush");
+        }
+        baselines.push(flushes as f64 / start.elapsed().as_secs_f64());
+    }
+    rows.push(Row::new(
+        format!("durable PUT, 4 KiB, {writers} writers (group commit), file disk (ref: one write+fdatasync per PUT)"),
+        median(rates),
+        Some(median(baselines)),
+        "ops/s",
+    ));
+    drop(store);
+    let _ = std::fs::remove_file(&image);
+}
+
+/// The engine alone: PUT and GET on a RAM disk, beside `memcpy`.
+fn ram_rows(rows: &mut Vec<Row>) {
+    let memcpy = memcpy_rate();
+    rows.push(Row::new("memcpy, 64 MiB buffers", memcpy, None, "MiB/s"));
     let ram = Arc::new(RamDisk::new(4096, 262_144));
-    let store = block_on(Store::format(ram, FormatOptions::default())).expect("format ram");
-    for (label, count, size) in [("1 MiB objects", 256usize, MIB as usize), ("4 KiB objects", 5_000, 4096)] {
+    let store = block_on(Store::format(ram.clone(), FormatOptions::default())).expect("format ram");
+    let sizes = [
+        ("1 MiB objects", 256usize, MIB as usize),
+        ("64 MiB objects", 8, 64 * MIB as usize),
+        ("4 KiB objects", 5_000, 4096),
+    ];
+    for (label, count, size) in sizes {
         let mut puts = Vec::new();
         let mut gets = Vec::new();
         for round in 0..RUNS {
@@ -207,33 +561,165 @@ fn main() {
             puts.push(put);
             gets.push(get);
         }
-        let per = |seconds: f64| -> f64 {
-            if size >= MIB as usize { (count * size) as f64 / MIB as f64 / seconds } else { count as f64 / seconds }
-        };
-        let unit = if size >= MIB as usize { "MiB/s" } else { "ops/s" };
-        rows.push(Row {
-            name: format!("PUT, {label}, RAM disk (engine only)"),
-            store: per(median(puts)),
-            linux: None,
-            unit,
-        });
-        rows.push(Row {
-            name: format!("GET, {label}, RAM disk (engine only)"),
-            store: per(median(gets)),
-            linux: None,
-            unit,
-        });
+        let (put, unit) = throughput(count, size, median(puts));
+        let (get, _) = throughput(count, size, median(gets));
+        let reference = (unit == "MiB/s").then_some(memcpy);
+        let suffix = if reference.is_some() { " (ref: memcpy)" } else { "" };
+        rows.push(Row::new(format!("PUT, {label}, 1 writer, RAM disk{suffix}"), put, reference, unit));
+        rows.push(Row::new(format!("GET, {label}, RAM disk{suffix}"), get, reference, unit));
+    }
+    drop(store);
+    let store = Rc::new(block_on(Store::open(YieldingFlush(ram))).expect("open").0);
+    let data = Rc::new(content(4096, 12));
+    let mut rates = Vec::new();
+    for round in 0..RUNS {
+        let bucket = format!("group{round}");
+        block_on(store.create_bucket(&bucket, "bench", 0)).expect("bucket");
+        let seconds = concurrent_puts(&store, &bucket, 64, 100, &data, |w, i| format!("w{w}/o{i}"));
+        rates.push(6_400.0 / seconds);
+    }
+    rows.push(Row::new("PUT, 4 KiB, 64 writers (group commit), RAM disk", median(rates), None, "ops/s"));
+}
+
+/// Listing 100k keys in pages of 1,000, as ListObjectsV2 pages them.
+fn listing_rows(rows: &mut Vec<Row>) {
+    let ram = Arc::new(RamDisk::new(4096, 262_144));
+    let store = Rc::new(block_on(Store::format(YieldingFlush(ram), FormatOptions::default())).expect("format"));
+    block_on(store.create_bucket("list", "bench", 0)).expect("bucket");
+    let data = Rc::new(vec![7u8; 10]);
+    concurrent_puts(&store, "list", 100, 1_000, &data, |w, i| format!("dir{w:02}/key{i:06}"));
+    for (label, delimiter, expected) in
+        [("100k keys", None, 100_000), ("100k keys, delimiter / (100 prefixes)", Some("/"), 100)]
+    {
+        let seconds = median(
+            (0..RUNS)
+                .map(|_| {
+                    let start = Instant::now();
+                    let mut marker: Option<String> = None;
+                    let mut listed = 0;
+                    loop {
+                        let query = ListQuery { prefix: "", delimiter, start_after: marker.as_deref(), max_keys: 1000 };
+                        let next = store.with_state(|state| {
+                            let page = list(&state.buckets["list"].objects, &query, |v| v.current_object().is_some());
+                            listed += page.items.len();
+                            page.next_marker().map(str::to_string)
+                        });
+                        match next {
+                            Some(next) => marker = Some(next),
+                            None => break,
+                        }
+                    }
+                    assert_eq!(listed, expected);
+                    start.elapsed().as_secs_f64()
+                })
+                .collect(),
+        );
+        rows.push(Row::new(format!("list {label}, pages of 1,000"), seconds * 1000.0, None, "ms"));
+    }
+}
+
+/// Milliseconds this thread has run on a CPU (from the scheduler's
+/// statistics): unlike wall time, not inflated when other work shares the
+/// machine. 0 where the kernel does not provide it.
+fn on_cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e6)
+}
+
+/// A store with 1M small objects: open time (all in the journal, then from
+/// a checkpoint) and the heap the open store holds per object.
+fn million_rows(rows: &mut Vec<Row>) {
+    const OBJECTS: usize = 1_000_000;
+    let journal_pages = 110_000;
+    let disk =
+        Arc::new(SparseDisk { capacity_pages: OBJECTS as u64 + journal_pages + 50_000, pages: Mutex::default() });
+    let options = FormatOptions { journal_pages: Some(journal_pages), volume_id: [4; 16], ..FormatOptions::default() };
+    let store = Rc::new(block_on(Store::format(YieldingFlush(disk.clone()), options)).expect("format"));
+    block_on(store.create_bucket("million", "bench", 0)).expect("bucket");
+    let data = Rc::new(vec![0u8; 100]);
+    let seconds = concurrent_puts(&store, "million", 250, OBJECTS / 250, &data, |w, i| format!("obj/{w:03}/{i:05}"));
+    rows.push(Row::new(
+        "PUT 1M objects of 100 bytes, 250 writers, sparse RAM disk",
+        OBJECTS as f64 / seconds,
+        None,
+        "ops/s",
+    ));
+    drop(store);
+
+    for pass in ["journal", "checkpoint"] {
+        let (mut times_ms, mut cpu_ms) = (Vec::new(), Vec::new());
+        for _ in 1..RUNS {
+            let (start, cpu_start) = (Instant::now(), on_cpu_ms());
+            drop(block_on(Store::open(disk.clone())).expect("open"));
+            times_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+            cpu_ms.push(on_cpu_ms() - cpu_start);
+        }
+        let heap_before = LIVE_HEAP_BYTES.load(Ordering::Relaxed);
+        let (start, cpu_start) = (Instant::now(), on_cpu_ms());
+        let (store, report) = block_on(Store::open(disk.clone())).expect("open");
+        times_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        cpu_ms.push(on_cpu_ms() - cpu_start);
+        let (open_ms, cpu_ms) = (median(times_ms), median(cpu_ms));
+        let heap_bytes = LIVE_HEAP_BYTES.load(Ordering::Relaxed).saturating_sub(heap_before);
+        let objects = store.with_state(|state| state.buckets["million"].objects.len());
+        assert_eq!(objects, OBJECTS);
+        rows.push(Row::new(
+            format!(
+                "open after 1M objects from the {pass}: {} records replayed (checkpoint through seq {}); on CPU {cpu_ms:.0} ms",
+                report.replayed_records, report.checkpoint_seq
+            ),
+            open_ms,
+            None,
+            "ms",
+        ));
+        if pass == "journal" {
+            rows.push(Row::new(
+                "heap held by the open store per object (index, catalog, space map)",
+                heap_bytes as f64 / OBJECTS as f64,
+                None,
+                "bytes",
+            ));
+            block_on(store.checkpoint()).expect("checkpoint");
+        }
+    }
+}
+
+fn main() {
+    let hardware = hosted::crc::install_hardware_crc32c();
+    let dir = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-storage".into()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let direct = FileDisk::open(&dir.join("probe.img"), 4096, MIB).expect("probe").direct_io();
+    let _ = std::fs::remove_file(dir.join("probe.img"));
+    // BENCH_ONLY=ram,million (say) runs some sections: for profiling.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |section: &str| only.is_empty() || only.split(',').any(|name| name == section);
+    let mut rows = Vec::new();
+    if run("crc") {
+        crc_rows(&mut rows, hardware);
+    }
+    if run("file") {
+        file_rows(&mut rows, &dir);
+    }
+    if run("ram") {
+        ram_rows(&mut rows);
+    }
+    if run("list") {
+        listing_rows(&mut rows);
+    }
+    if run("million") {
+        million_rows(&mut rows);
     }
 
-    println!("\nstorage bench (O_DIRECT: {direct}; median of {RUNS}; Linux = ext4 file per object + fdatasync)\n");
-    println!("| measurement | Rustcore store | Linux | store / Linux |");
+    println!("\nstorage bench (O_DIRECT: {direct}; median of {RUNS}; ref = the comparison named in the row)\n");
+    println!("| measurement | Rustcore store | ref | store / ref |");
     println!("|---|---:|---:|---:|");
     for row in rows {
-        let (linux, ratio) = match row.linux {
-            Some(linux) => (format!("{linux:.1} {}", row.unit), format!("{:.2}", row.store / linux)),
+        let (reference, ratio) = match row.reference {
+            Some(reference) => (format!("{reference:.1} {}", row.unit), format!("{:.2}", row.store / reference)),
             None => (String::from("-"), String::from("-")),
         };
-        println!("| {} | {:.1} {} | {linux} | {ratio} |", row.name, row.store, row.unit);
+        println!("| {} | {:.1} {} | {reference} | {ratio} |", row.name, row.store, row.unit);
     }
-    let _ = std::fs::remove_file(&image);
 }

@@ -9,14 +9,18 @@
 //!
 //! Many requests may be in flight at once (up to `Geometry::queue_depth`):
 //! the methods take `&self`. Errors are a [`BlockError`], never a panic.
+//! Devices take whole blocks only; [`read_bytes`] and [`write_bytes`] are
+//! the one place that turns an unaligned byte range into block requests.
 
 mod buffer;
+mod bytes;
 mod faulty;
 mod ram;
 
 use core::future::Future;
 
 pub use buffer::{IoBuf, PAGE_BYTES};
+pub use bytes::{read_bytes, write_bytes};
 pub use faulty::{CutReport, FaultConfig, SimDisk};
 pub use ram::RamDisk;
 

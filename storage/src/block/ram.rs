@@ -46,4 +46,17 @@ impl BlockDevice for RamDisk {
     fn flush(&self) -> impl Future<Output = Result<(), BlockError>> {
         ready(Ok(()))
     }
+
+    /// Discarded blocks read back as zeros.
+    fn discard(&self, lba: u64, blocks: u64) -> impl Future<Output = Result<(), BlockError>> {
+        let block_bytes = u64::from(self.geometry.block_bytes);
+        let result = match lba.checked_add(blocks) {
+            Some(end) if end <= self.geometry.capacity_blocks => {
+                self.bytes.lock()[(lba * block_bytes) as usize..(end * block_bytes) as usize].fill(0);
+                Ok(())
+            }
+            _ => Err(BlockError::OutOfRange { lba, blocks, capacity_blocks: self.geometry.capacity_blocks }),
+        };
+        ready(result)
+    }
 }
