@@ -377,11 +377,10 @@ impl<D: BlockDevice> Store<D> {
         let mut visited_pages = 0u64;
         let end = loop {
             let header_page = Extent { start_page: superblock.journal_start_page + position, pages: 1 };
-            let first = match read_pages(&device, header_page).await {
-                Ok(buf) => buf,
-                Err(ObjectError::Block(BlockError::Io { .. })) => break BatchEnd::BadLength,
-                Err(error) => return Err(error.into()),
-            };
+            // A read error is not the end of the log: treating it so would
+            // drop acknowledged batches after it and let the next commit
+            // overwrite them. The open fails; a retry can still see them.
+            let first = read_pages(&device, header_page).await?;
             let header = match BatchHeader::decode_checked(first.as_slice(), next_seq, prev_crc) {
                 Ok(header) => header,
                 Err(end) => break end,
@@ -402,11 +401,7 @@ impl<D: BlockDevice> Store<D> {
             }
             let whole = if header.pages > 1 {
                 let extent = Extent { start_page: superblock.journal_start_page + position, pages: header.pages };
-                match read_pages(&device, extent).await {
-                    Ok(buf) => buf,
-                    Err(ObjectError::Block(BlockError::Io { .. })) => break BatchEnd::BadLength,
-                    Err(error) => return Err(error.into()),
-                }
+                read_pages(&device, extent).await?
             } else {
                 first
             };

@@ -478,3 +478,21 @@ fn concurrent_puts_share_flushes() {
         assert_eq!(block_on(read_all(&store, "g", &format!("k{tag}"), None)).unwrap(), pattern(tag, 0..5_000));
     }
 }
+
+#[test]
+fn a_journal_read_error_fails_the_open_instead_of_cutting_the_log() {
+    // Journal pages start at page 2 (after both superblock copies); with
+    // 4 KiB blocks a page is one LBA. Failing the third batch's page must not
+    // look like the end of the log: the batches after it are acknowledged.
+    let disk = sim(2048, 3);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("b", "alice", 5).await.unwrap();
+        for tag in 0..4 {
+            put(&store, "b", &format!("k{tag}"), tag, 100).await;
+        }
+        drop(store);
+        disk.fail_reads_at(2 + 2);
+        assert!(matches!(Store::open(disk.clone()).await, Err(StoreError::Block(_) | StoreError::Object(_))));
+    });
+}
