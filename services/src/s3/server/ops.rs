@@ -8,7 +8,10 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use fs::catalog::Capabilities;
-use fs::index::{ListItem, ListQuery, MAX_KEYS_LIMIT, list};
+use fs::index::{
+    ListItem, ListQuery, MAX_KEYS_LIMIT, UploadItem, UploadQuery, VersionItem, VersionQuery, list, list_parts,
+    list_uploads, list_versions,
+};
 use fs::record::{ObjectMeta, UploadTemplate};
 use fs::state::{MetaError, hex};
 use fs::store::{LookupError, PutInfo, SpaceCell, StoreError};
@@ -675,61 +678,56 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
         let max_keys = Self::max_keys(request, "max-keys")?;
         let url_encoding = Self::url_encoding(request)?;
         let key_marker = request.param("key-marker").filter(|s| !s.is_empty());
+        let version_id_marker = match request.param("version-id-marker").filter(|s| !s.is_empty()) {
+            Some(text) => Some(VersionId::parse(text).ok_or(S3ErrorCode::InvalidArgument)?),
+            None => None,
+        };
         let result = self.service.store.with_state(|state| {
             let Some(bucket) = state.buckets.get(request.bucket()) else {
                 return Err(S3ErrorCode::NoSuchBucket);
             };
             let owner = Owner { id: bucket.owner.clone(), display_name: bucket.owner.clone() };
-            // Pages end at a key boundary: a key's versions are never split.
-            let query =
-                ListQuery { prefix: &prefix, delimiter: delimiter.as_deref(), start_after: key_marker, max_keys };
-            let page = list(&bucket.objects, &query, |versions| !versions.is_empty());
+            let query = VersionQuery {
+                prefix: &prefix,
+                delimiter: delimiter.as_deref(),
+                key_marker,
+                version_id_marker,
+                max_keys,
+            };
+            let page = list_versions(&bucket.objects, &query);
             let mut entries = Vec::new();
             let mut prefixes = Vec::new();
-            let mut last_version = None;
             for item in &page.items {
                 match item {
-                    ListItem::Key(key, versions) => {
-                        for (index, entry) in versions.entries().iter().enumerate() {
-                            let is_latest = index == 0;
-                            last_version = Some(entry.id().to_string());
-                            entries.push(match entry {
-                                Entry::Object { id, value } => VersionEntry::Version(ObjectVersion {
-                                    key: (*key).to_owned(),
-                                    version_id: id.to_string(),
-                                    is_latest,
-                                    last_modified_ms: value.last_modified_ms,
-                                    etag: quoted(&value.etag),
-                                    size: value.size_bytes,
-                                    owner: owner.clone(),
-                                }),
-                                Entry::DeleteMarker { id, last_modified_ms } => {
-                                    VersionEntry::DeleteMarker(DeleteMarkerEntry {
-                                        key: (*key).to_owned(),
-                                        version_id: id.to_string(),
-                                        is_latest,
-                                        last_modified_ms: *last_modified_ms,
-                                        owner: owner.clone(),
-                                    })
-                                }
-                            });
-                        }
-                    }
-                    ListItem::CommonPrefix(prefix) => {
-                        last_version = None;
-                        prefixes.push(prefix.clone());
-                    }
+                    VersionItem::Version { key, entry, is_latest } => entries.push(match entry {
+                        Entry::Object { id, value } => VersionEntry::Version(ObjectVersion {
+                            key: (*key).to_owned(),
+                            version_id: id.to_string(),
+                            is_latest: *is_latest,
+                            last_modified_ms: value.last_modified_ms,
+                            etag: quoted(&value.etag),
+                            size: value.size_bytes,
+                            owner: owner.clone(),
+                        }),
+                        Entry::DeleteMarker { id, last_modified_ms } => VersionEntry::DeleteMarker(DeleteMarkerEntry {
+                            key: (*key).to_owned(),
+                            version_id: id.to_string(),
+                            is_latest: *is_latest,
+                            last_modified_ms: *last_modified_ms,
+                            owner: owner.clone(),
+                        }),
+                    }),
+                    VersionItem::CommonPrefix(prefix) => prefixes.push(prefix.clone()),
                 }
             }
-            let next_key = page.next_marker().map(str::to_owned);
-            let next_version = next_key.as_ref().and(last_version);
+            let next = page.next_markers();
             Ok(ListVersionsResult {
                 name: request.bucket().to_owned(),
                 prefix: prefix.clone(),
                 key_marker: key_marker.unwrap_or("").to_owned(),
                 version_id_marker: request.param("version-id-marker").unwrap_or("").to_owned(),
-                next_key_marker: next_key,
-                next_version_id_marker: next_version,
+                next_key_marker: next.map(|(key, _)| key.to_owned()),
+                next_version_id_marker: next.and_then(|(_, id)| id).map(|id| id.to_string()),
                 max_keys: max_keys as u32,
                 delimiter: delimiter.clone(),
                 is_truncated: page.is_truncated,
@@ -744,49 +742,56 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
     fn list_uploads(&self, request: &Request<'_>) -> Handled<'s, D> {
         self.authorize(request, Capabilities::LIST, false)?;
         let prefix = request.param("prefix").unwrap_or("").to_owned();
+        let delimiter = request.param("delimiter").filter(|d| !d.is_empty()).map(str::to_owned);
         let max_uploads = Self::max_keys(request, "max-uploads")?;
         let url_encoding = Self::url_encoding(request)?;
-        let key_marker = request.param("key-marker").unwrap_or("").to_owned();
-        let id_marker = request.param("upload-id-marker").unwrap_or("").to_owned();
+        let key_marker = request.param("key-marker").filter(|s| !s.is_empty());
+        let id_marker = request.param("upload-id-marker").filter(|s| !s.is_empty());
         let owner = request.owner();
-        let (uploads, is_truncated) = self.service.store.with_state(|state| {
-            let mut uploads: Vec<UploadEntry> = state
+        let result = self.service.store.with_state(|state| {
+            let uploads = state
                 .uploads
                 .iter()
-                .filter(|(_, u)| u.bucket == request.bucket() && u.key.starts_with(prefix.as_str()))
-                .filter(|(id, u)| {
-                    key_marker.is_empty()
-                        || u.key.as_str() > key_marker.as_str()
-                        || (u.key == key_marker && !id_marker.is_empty() && id.as_str() > id_marker.as_str())
-                })
-                .map(|(id, u)| UploadEntry {
-                    key: u.key.clone(),
-                    upload_id: id.clone(),
-                    initiator: owner.clone(),
-                    owner: owner.clone(),
-                    initiated_ms: u.initiated_ms,
-                })
-                .collect();
-            uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
-            let is_truncated = uploads.len() > max_uploads;
-            uploads.truncate(max_uploads);
-            (uploads, is_truncated)
+                .filter(|(_, upload)| upload.bucket == request.bucket())
+                .map(|(id, upload)| (upload.key.as_str(), id.as_str(), upload));
+            let query = UploadQuery {
+                prefix: &prefix,
+                delimiter: delimiter.as_deref(),
+                key_marker,
+                upload_id_marker: id_marker,
+                max_uploads,
+            };
+            let page = list_uploads(uploads, &query);
+            let mut entries = Vec::new();
+            let mut prefixes = Vec::new();
+            for item in &page.items {
+                match item {
+                    UploadItem::Upload { key, upload_id, upload } => entries.push(UploadEntry {
+                        key: (*key).to_owned(),
+                        upload_id: (*upload_id).to_owned(),
+                        initiator: owner.clone(),
+                        owner: owner.clone(),
+                        initiated_ms: upload.initiated_ms,
+                    }),
+                    UploadItem::CommonPrefix(prefix) => prefixes.push(prefix.clone()),
+                }
+            }
+            let next = page.next_markers();
+            ListMultipartUploadsResult {
+                bucket: request.bucket().to_owned(),
+                key_marker: key_marker.unwrap_or("").to_owned(),
+                upload_id_marker: id_marker.unwrap_or("").to_owned(),
+                next_key_marker: next.map(|(key, _)| key.to_owned()).unwrap_or_default(),
+                next_upload_id_marker: next.and_then(|(_, id)| id).map(str::to_owned).unwrap_or_default(),
+                prefix: prefix.clone(),
+                delimiter: delimiter.clone(),
+                max_uploads: max_uploads as u32,
+                is_truncated: page.is_truncated,
+                url_encoding,
+                uploads: entries,
+                common_prefixes: prefixes,
+            }
         });
-        let last = uploads.last().map(|u| (u.key.clone(), u.upload_id.clone())).unwrap_or_default();
-        let result = ListMultipartUploadsResult {
-            bucket: request.bucket().to_owned(),
-            key_marker,
-            upload_id_marker: id_marker,
-            next_key_marker: if is_truncated { last.0 } else { String::new() },
-            next_upload_id_marker: if is_truncated { last.1 } else { String::new() },
-            prefix,
-            delimiter: None,
-            max_uploads: max_uploads as u32,
-            is_truncated,
-            url_encoding,
-            uploads,
-            common_prefixes: Vec::new(),
-        };
         Ok(Reply::xml(result.to_xml()))
     }
 
@@ -904,6 +909,13 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
         self.authorize(request, Capabilities::WRITE, false)?;
         validate_object_key(request.key())?;
         let mut info = put_info(&request.head.headers)?;
+        // Refuse over quota before reading the body, when its size is known.
+        if let Some(size) = declared_size(request) {
+            self.service
+                .store
+                .with_state(|state| state.put_fits_quota(request.bucket(), request.key(), size))
+                .map_err(|e| HandlerError::from(StoreError::Meta(e)))?;
+        }
         let (written, checksums) = self.receive_object(io, request).await?;
         info.checksums = checksums.clone();
         let (id, meta) =
@@ -1164,26 +1176,24 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
             None => 0,
         };
         let owner = request.owner();
-        let (parts, is_truncated) = self.service.store.with_state(|state| {
+        let (parts, next) = self.service.store.with_state(|state| {
             let Some(upload) = state.uploads.get(&upload_id) else {
                 return Err(S3ErrorCode::NoSuchUpload);
             };
-            let mut parts: Vec<PartEntry> = upload
-                .parts
-                .range(marker.saturating_add(1)..)
+            let (page, next) = list_parts(&upload.parts, (marker > 0).then_some(marker), max_parts);
+            let parts: Vec<PartEntry> = page
+                .into_iter()
                 .map(|(number, part)| PartEntry {
-                    part_number: *number,
+                    part_number: number,
                     last_modified_ms: part.last_modified_ms,
                     etag: quoted(&hex(&part.md5)),
                     size: part.size_bytes,
                     checksums: checksums_of(&part.checksums),
                 })
-                .take(max_parts + 1)
                 .collect();
-            let is_truncated = parts.len() > max_parts;
-            parts.truncate(max_parts);
-            Ok((parts, is_truncated))
+            Ok((parts, next))
         })?;
+        let is_truncated = next.is_some();
         let result = ListPartsResult {
             bucket: request.bucket().to_owned(),
             key: request.key().to_owned(),
@@ -1314,6 +1324,17 @@ fn check_copy_conditions(headers: &Headers, etag: &str, last_modified_ms: u64) -
         return Err(S3ErrorCode::PreconditionFailed);
     }
     Ok(())
+}
+
+/// The payload size the client announced, if any.
+fn declared_size(request: &Request<'_>) -> Option<u64> {
+    match request.header("x-amz-decoded-content-length") {
+        Some(text) => text.trim().parse().ok(),
+        None => match request.head.body {
+            crate::s3::http::BodyFraming::Length(n) => Some(n),
+            _ => None,
+        },
+    }
 }
 
 /// Continuation tokens are the hex of the key to resume after: opaque to
