@@ -459,3 +459,22 @@ fn hostile_input_gets_errors_not_panics() {
     let check = s.exec.block_on(s.service.store.check(), &mut s.platform, &s.timers);
     assert!(check.problems.is_empty(), "{:?}", check.problems);
 }
+
+#[test]
+fn quotas_refuse_writes_with_quota_exceeded() {
+    let mut s = Server::new();
+    s.admin("PUT", "/quota", b"");
+    let quota = fs::catalog::Quota { max_bytes: Some(10_000), max_objects: Some(2) };
+    let set = s.service.store.set_quota("quota", quota);
+    s.exec.block_on(set, &mut s.platform, &s.timers).unwrap();
+    assert_eq!(s.admin("PUT", "/quota/a", &pattern(4000, 1)).status, 200);
+    let too_big = s.admin("PUT", "/quota/big", &pattern(7000, 2));
+    assert_eq!((too_big.status, too_big.code().as_str()), (403, "QuotaExceeded"));
+    assert_eq!(s.admin("PUT", "/quota/b", &pattern(10, 3)).status, 200);
+    let too_many = s.admin("PUT", "/quota/c", b"x");
+    assert_eq!(too_many.code(), "QuotaExceeded");
+    // Overwriting within the limits is fine; deleting frees room.
+    assert_eq!(s.admin("PUT", "/quota/a", &pattern(100, 4)).status, 200);
+    assert_eq!(s.admin("DELETE", "/quota/b", b"").status, 204);
+    assert_eq!(s.admin("PUT", "/quota/c", b"x").status, 200);
+}
