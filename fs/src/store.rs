@@ -207,8 +207,29 @@ enum Work {
     Absorb { state: Vec<u8>, through_seq: u64 },
 }
 
+/// Counters of the committer, for metrics.
+#[derive(Debug, Default)]
+pub struct CommitCounters {
+    /// Journal batches written, and the records in them (their ratio is
+    /// the group-commit size).
+    pub batches: AtomicU64,
+    pub records: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub flushes: AtomicU64,
+}
+
+/// A copy of [`CommitCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitSnapshot {
+    pub batches: u64,
+    pub records: u64,
+    pub checkpoints: u64,
+    pub flushes: u64,
+}
+
 pub struct Store<D: BlockDevice> {
     device: D,
+    counters: CommitCounters,
     space: SpaceCell,
     inner: Mutex<Inner>,
     chunk_max_bytes: usize,
@@ -446,6 +467,7 @@ impl<D: BlockDevice> Store<D> {
         };
         let store = Self {
             device,
+            counters: CommitCounters::default(),
             space: SpaceCell { map: Mutex::new(map), reserve_pages: AtomicU64::new(reserve) },
             inner: Mutex::new(inner),
             chunk_max_bytes: superblock.chunk_max_bytes as usize,
@@ -478,6 +500,23 @@ impl<D: BlockDevice> Store<D> {
     /// Reads the metadata under the lock (listings, bucket facts).
     pub fn with_state<R>(&self, read: impl FnOnce(&MetaState) -> R) -> R {
         read(&self.inner.lock().meta)
+    }
+
+    /// What the committer has done since the store was opened.
+    pub fn commit_counters(&self) -> CommitSnapshot {
+        let c = &self.counters;
+        CommitSnapshot {
+            batches: c.batches.load(Ordering::Relaxed),
+            records: c.records.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            flushes: c.flushes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Pages of the data region in all.
+    pub fn total_data_pages(&self) -> u64 {
+        let inner = self.inner.lock();
+        inner.superblock.total_pages - inner.superblock.data_start_page
     }
 
     pub fn free_pages(&self) -> u64 {
@@ -596,6 +635,7 @@ impl<D: BlockDevice> Store<D> {
             // Chunks the records reference were written before they were
             // submitted: this flush makes them durable before the records.
             self.device.flush().await?;
+            self.counters.flushes.fetch_add(1, Ordering::Relaxed);
             match work {
                 Work::Batch { encoded, first_seq, checkpoint } => {
                     let through_seq = first_seq + encoded.len() as u64 - 1;
@@ -627,6 +667,9 @@ impl<D: BlockDevice> Store<D> {
         let (buf, header) = journal::encode_batch(first_seq, prev_crc, &encoded);
         self.write_at(journal_start + head, buf).await?;
         self.device.flush().await?;
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        self.counters.records.fetch_add(encoded.len() as u64, Ordering::Relaxed);
         let mut inner = self.inner.lock();
         inner.head = (head + pages) % journal_pages;
         inner.prev_crc = header.header_crc;
@@ -681,6 +724,8 @@ impl<D: BlockDevice> Store<D> {
         };
         self.write_at(next.copy_page(), IoBuf::from_slice(&next.encode())).await?;
         self.device.flush().await?;
+        self.counters.flushes.fetch_add(2, Ordering::Relaxed);
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         let mut extents = written.chunks.into_committed().iter().map(|chunk| chunk.extent).collect::<Vec<_>>();
         extents.push(manifest_extent);
         let mut inner = self.inner.lock();
@@ -782,6 +827,33 @@ impl<D: BlockDevice> Store<D> {
     pub async fn system_put(&self, namespace: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
         let record = JournalRecord::SystemPut { namespace: namespace.into(), key: key.into(), value };
         self.commit(|_| Ok((record, ()))).await
+    }
+
+    /// Applies a system value now and journals it with the next commit,
+    /// without waiting: for records that may trail the change they
+    /// describe (event notifications). [`Store::sync`] makes it durable.
+    pub fn stage_system_put(&self, namespace: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let record = JournalRecord::SystemPut { namespace: namespace.into(), key: key.into(), value };
+        self.stage(record)
+    }
+
+    /// [`Store::stage_system_put`] for a removal.
+    pub fn stage_system_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        self.stage(JournalRecord::SystemDeleted { namespace: namespace.into(), key: key.into() })
+    }
+
+    fn stage(&self, record: JournalRecord) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock();
+        if inner.stopped {
+            return Err(StoreError::Stopped);
+        }
+        self.submit(&mut inner, record).map(|_| ())
+    }
+
+    /// Waits until every change applied so far is durable.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let seq = self.inner.lock().applied_seq;
+        self.wait_durable(seq).await
     }
 
     pub async fn system_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {

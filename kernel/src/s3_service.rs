@@ -10,7 +10,7 @@ use services::s3::server::S3Config;
 use services::s3::setup::{self, ServeOptions};
 
 use crate::arch::interrupts;
-use crate::network::{ADMIN_PORT, HTTPS_PORT, LISTEN_BACKLOG, Running};
+use crate::network::{ADMIN_BACKLOG, ADMIN_PORT, HTTPS_PORT, LISTEN_BACKLOG, Running};
 use crate::pvh::BootInfo;
 use crate::selftest::InterruptBlockDevice;
 use crate::{rng, time};
@@ -36,12 +36,31 @@ pub fn start<D: InterruptBlockDevice + 'static>(
         return;
     };
     let (Ok(s3), Ok(admin)) =
-        (network.stack.listen(HTTPS_PORT, LISTEN_BACKLOG), network.stack.listen(ADMIN_PORT, LISTEN_BACKLOG))
+        (network.stack.listen(HTTPS_PORT, LISTEN_BACKLOG), network.stack.listen(ADMIN_PORT, ADMIN_BACKLOG))
     else {
         error!("s3", "cannot listen on the S3 and admin ports");
         return;
     };
     drop(spawner.spawn(disk.reaper(&interrupts::EVENTS[usize::from(disk.vector())])));
+    let mut config = S3Config::default();
+    if let Some(seconds) = boot.cmdline_value("s3.read_timeout_s").and_then(|s| s.parse::<u64>().ok()) {
+        config.read_timeout = core::time::Duration::from_secs(seconds.max(1));
+    }
+    let stack = network.stack.clone();
+    let platform_metrics: services::s3::server::PlatformMetrics = alloc::boxed::Box::new(move |out| {
+        let heap = crate::HEAP.stats();
+        out.single("rustcore_heap_bytes_in_use", "gauge", "Kernel heap bytes in use.", heap.bytes_in_use as u64);
+        out.single("rustcore_heap_peak_bytes", "gauge", "Kernel heap high-water mark.", heap.peak_bytes as u64);
+        out.single("rustcore_heap_bytes", "gauge", "Kernel heap size.", heap.heap_size_bytes as u64);
+        out.single(
+            "rustcore_tcp_sockets",
+            "gauge",
+            "TCP sockets (listening and connected).",
+            stack.tcp_socket_count() as u64,
+        );
+        let interrupts = interrupts::INTERRUPT_COUNT.load(core::sync::atomic::Ordering::Relaxed);
+        out.single("rustcore_interrupts_total", "counter", "Device and timer interrupts taken.", interrupts);
+    });
     let options = ServeOptions {
         node_key,
         bootstrap,
@@ -49,9 +68,10 @@ pub fn start<D: InterruptBlockDevice + 'static>(
         s3,
         admin,
         plain: None,
-        config: S3Config::default(),
+        config,
         now_ms: now_unix_ms,
         random: rng::fill,
+        platform_metrics: Some(platform_metrics),
     };
     drop(spawner.spawn(setup::serve(disk, options, timers.clone(), spawner.clone())));
 }

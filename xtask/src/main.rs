@@ -20,7 +20,7 @@ commands:
       --cmdline \"...\"     kernel command line (default: log=info)
       --port N            host port forwarded to guest 443 (default 8443)
       --admin-port N      host port forwarded to guest 9443 (default 9443)
-      --memory MIB        guest memory (default 512)
+      --memory MIB        guest memory (default 1024)
   stop                  stop a detached VM
   test [--long]         fmt check, clippy, all tests (with the QEMU smoke test)
   crash [--cuts N] [--seed S]
@@ -149,7 +149,7 @@ struct RunOptions {
 impl RunOptions {
     fn parse(args: &[String]) -> Result<RunOptions> {
         let mut opts =
-            RunOptions { detach: false, cmdline: "log=info".into(), port: 8443, admin_port: 9443, memory_mib: 512 };
+            RunOptions { detach: false, cmdline: "log=info".into(), port: 8443, admin_port: 9443, memory_mib: 1024 };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let (name, inline) = match arg.split_once('=') {

@@ -116,6 +116,24 @@ fn random_mac() -> [u8; 6] {
     mac
 }
 
+/// The process's lines for `/metrics`: TCP sockets of our stack and the
+/// resident set size.
+fn platform_metrics(stack: Stack) -> services::s3::server::PlatformMetrics {
+    Box::new(move |out| {
+        out.single(
+            "rustcore_tcp_sockets",
+            "gauge",
+            "TCP sockets (listening and connected).",
+            stack.tcp_socket_count() as u64,
+        );
+        let rss_pages = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|text| text.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+            .unwrap_or(0);
+        out.single("rustcore_process_resident_bytes", "gauge", "Resident set size of the process.", rss_pages * 4096);
+    })
+}
+
 /// The data disk and the keys for the S3 service.
 fn s3_options(args: &Args, data: &str, keys: &str) -> Result<(FileDisk, NodeKey, Bootstrap), String> {
     let disk = FileDisk::open(std::path::Path::new(data), 512, args.data_bytes).map_err(|e| format!("{data}: {e}"))?;
@@ -197,6 +215,7 @@ fn main() -> ExitCode {
                 config: S3Config::default(),
                 now_ms: || hosted::clock::unix_time_ns() / 1_000_000,
                 random: |out| hosted::rng::fill(out).expect("host randomness"),
+                platform_metrics: Some(platform_metrics(stack.clone())),
             };
             drop(spawner.spawn(setup::serve(disk, options, timers.clone(), spawner.clone())));
         }

@@ -6,6 +6,9 @@
 //! | method and path | effect |
 //! |---|---|
 //! | `GET /health` | liveness (no key needed) |
+//! | `GET /v1/events?after=SEQ&max=N` | queued object events (S3 notification records) after SEQ, and the dropped count |
+//! | `POST /v1/events/ack?upto=SEQ` | remove the events up to SEQ |
+//! | `GET /metrics` | Prometheus text: requests, latency, bytes, errors, TLS, journal, space, buckets, heap |
 //! | `GET /v1/keys` | every key (never a secret) |
 //! | `POST /v1/keys?name=N&kind=sigv4\|apikey&admin=true` | a new key; its secret is in this response only |
 //! | `DELETE /v1/keys/ID` | revoke |
@@ -34,8 +37,10 @@ use crate::s3::server::{Authenticator, ConnIo, Connection, S3Service};
 use crate::s3::time::format_http_date;
 use crate::s3::validate::validate_bucket_name;
 
-/// A JSON reply: status and body.
+/// A reply: status and body, JSON unless it is the metrics text.
 struct Json(u16, String);
+
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
 fn error(status: u16, message: &str) -> Json {
     let mut body = String::from("{\"error\":");
@@ -90,6 +95,106 @@ fn capability_names(caps: Capabilities) -> String {
 }
 
 impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
+    /// `GET /metrics`: Prometheus text.
+    fn metrics_text(&self) -> String {
+        use core::sync::atomic::Ordering::Relaxed;
+        let mut out = crate::metrics::Exposition::new();
+        self.requests.write(&mut out);
+        let stats = &self.stats;
+        out.single(
+            "rustcore_s3_bytes_in_total",
+            "counter",
+            "Request body bytes received.",
+            stats.bytes_in.load(Relaxed),
+        );
+        out.single(
+            "rustcore_s3_bytes_out_total",
+            "counter",
+            "Response body bytes sent.",
+            stats.bytes_out.load(Relaxed),
+        );
+        out.family("rustcore_s3_errors_total", "counter", "Error responses by class.");
+        out.sample("rustcore_s3_errors_total", &[("class", "4xx")], stats.errors_4xx.load(Relaxed));
+        out.sample("rustcore_s3_errors_total", &[("class", "5xx")], stats.errors_5xx.load(Relaxed));
+        let listen = &self.listen;
+        out.single(
+            "rustcore_tcp_connections_accepted_total",
+            "counter",
+            "S3 connections accepted.",
+            listen.accepted.load(Relaxed),
+        );
+        out.single("rustcore_tcp_connections_open", "gauge", "S3 connections open now.", listen.open.load(Relaxed));
+        out.single(
+            "rustcore_tls_handshakes_total",
+            "counter",
+            "Completed TLS handshakes.",
+            listen.handshakes.load(Relaxed),
+        );
+        out.single(
+            "rustcore_tls_handshake_failures_total",
+            "counter",
+            "Failed or timed-out TLS handshakes.",
+            listen.handshake_failures.load(Relaxed),
+        );
+        let commits = self.store.commit_counters();
+        out.single(
+            "rustcore_journal_batches_total",
+            "counter",
+            "Journal batches written (group commits).",
+            commits.batches,
+        );
+        out.single(
+            "rustcore_journal_records_total",
+            "counter",
+            "Journal records written; records/batches is the mean group size.",
+            commits.records,
+        );
+        out.single("rustcore_journal_checkpoints_total", "counter", "Checkpoints written.", commits.checkpoints);
+        out.single(
+            "rustcore_disk_flushes_total",
+            "counter",
+            "Device flushes issued by the committer.",
+            commits.flushes,
+        );
+        let page = storage::space::PAGE_BYTES;
+        out.single("rustcore_data_bytes", "gauge", "Size of the data region.", self.store.total_data_pages() * page);
+        out.single(
+            "rustcore_data_free_bytes",
+            "gauge",
+            "Free space in the data region.",
+            self.store.free_pages() * page,
+        );
+        out.family("rustcore_bucket_objects", "gauge", "Stored object versions per bucket.");
+        let usage: Vec<(String, u64, u64)> = self.store.with_state(|state| {
+            state.buckets.iter().map(|(n, b)| (n.clone(), b.usage.objects, b.usage.bytes)).collect()
+        });
+        for (name, objects, _) in &usage {
+            out.sample("rustcore_bucket_objects", &[("bucket", name)], *objects);
+        }
+        out.family("rustcore_bucket_bytes", "gauge", "Stored bytes per bucket (every version).");
+        for (name, _, bytes) in &usage {
+            out.sample("rustcore_bucket_bytes", &[("bucket", name)], *bytes);
+        }
+        if let Some(events) = &self.events {
+            out.single(
+                "rustcore_events_dropped_total",
+                "counter",
+                "Events dropped because the queue was full.",
+                events.dropped(),
+            );
+        }
+        out.single(
+            "rustcore_keys",
+            "gauge",
+            "Keys in the keystore (revoked included).",
+            self.auth.keys.with(|k| k.len()) as u64,
+        );
+        if let Some(platform) = &self.platform_metrics {
+            platform(&mut out);
+        }
+        out.into_text()
+    }
+
     /// Serves admin requests on `conn` until the client closes.
     pub async fn serve_admin_connection<C: Connection>(&self, conn: &mut C, timers: &Timers, random: fn(&mut [u8])) {
         let parser = RequestParser::new(self.config.http);
@@ -103,7 +208,8 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
             let drained = io.discard_body(64 * 1024).await.unwrap_or(false);
             let Json(status, body) = self.admin_request(&head, random).await;
             let mut response = Response::new(status);
-            response.header("Content-Type", "application/json");
+            let metrics = head.path() == "/metrics" && status == 200;
+            response.header("Content-Type", if metrics { METRICS_CONTENT_TYPE } else { "application/json" });
             response.header("Date", &format_http_date(self.now_ms() / 1000));
             let close = !head.keep_alive || !drained;
             if close {
@@ -138,6 +244,35 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
         let keys = &self.auth.keys;
         let now = self.now_ms();
         match (head.method, segments.as_slice()) {
+            (Method::Get, ["metrics"]) => Json(200, self.metrics_text()),
+            (Method::Get, ["v1", "events"]) => {
+                let Some(events) = &self.events else {
+                    return error(404, "events are off (event_capacity = 0)");
+                };
+                let after = param("after").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let max = param("max").and_then(|v| v.parse().ok()).unwrap_or(100usize).min(1000);
+                let mut body = format!("{{\"dropped\":{},\"events\":[", events.dropped());
+                for (i, (seq, record)) in events.list(&self.store, after, max).iter().enumerate() {
+                    if i > 0 {
+                        body.push(',');
+                    }
+                    let _ = write!(body, "{{\"seq\":{seq},\"record\":{{\"Records\":[{record}]}}}}");
+                }
+                body.push_str("]}");
+                Json(200, body)
+            }
+            (Method::Post, ["v1", "events", "ack"]) => {
+                let Some(events) = &self.events else {
+                    return error(404, "events are off (event_capacity = 0)");
+                };
+                let Some(upto) = param("upto").and_then(|v| v.parse::<u64>().ok()) else {
+                    return error(400, "upto= is the last sequence number to acknowledge");
+                };
+                match events.ack(&self.store, upto).await {
+                    Ok(count) => Json(200, format!("{{\"acknowledged\":{count}}}")),
+                    Err(e) => error(500, &format!("{e:?}")),
+                }
+            }
             (Method::Get, ["v1", "keys"]) => {
                 let mut body = String::from("[");
                 keys.with(|store| {

@@ -66,6 +66,8 @@ pub struct ServeOptions {
     /// Wall clock (ms since the Unix epoch) and random bytes.
     pub now_ms: fn() -> u64,
     pub random: fn(&mut [u8]),
+    /// The platform's own lines for `/metrics`.
+    pub platform_metrics: Option<crate::s3::server::PlatformMetrics>,
 }
 
 /// Opens the store and the keystore and serves S3 and the admin API until
@@ -82,9 +84,9 @@ pub async fn serve<D: BlockDevice + 'static>(
     use crate::s3::auth::KeyAuth;
     use crate::s3::keys::StoreKeys;
     use crate::s3::server::S3Service;
-    use crate::s3::server::listen::{ListenStats, serve_admin_tls, serve_plain, serve_tls};
+    use crate::s3::server::listen::{serve_admin_tls, serve_plain, serve_tls};
 
-    let ServeOptions { node_key, bootstrap, tls, s3, admin, plain, config, now_ms, random } = options;
+    let ServeOptions { node_key, bootstrap, tls, s3, admin, plain, config, now_ms, random, platform_metrics } = options;
     let opened = async {
         let mut volume_id = [0u8; 16];
         random(&mut volume_id);
@@ -110,8 +112,21 @@ pub async fn serve<D: BlockDevice + 'static>(
     crate::info!("security", "keystore loaded"; keys = key_count, unreadable = keys.unreadable as u64);
     let mut seed = [0u8; 8];
     random(&mut seed);
-    let service = Rc::new(S3Service::new(store, KeyAuth { keys }, config, now_ms, u64::from_le_bytes(seed)));
-    let stats = Arc::new(ListenStats::default());
+    let mut service = S3Service::new(store, KeyAuth { keys }, config, now_ms, u64::from_le_bytes(seed));
+    service.platform_metrics = platform_metrics;
+    let service = Rc::new(service);
+    let stats = service.listen.clone();
+    // Events trail the changes they describe: make them durable within a
+    // second even when no other commit comes along.
+    let (syncer, sync_timers) = (service.clone(), timers.clone());
+    drop(spawner.spawn(async move {
+        loop {
+            sync_timers.sleep(core::time::Duration::from_secs(1)).await;
+            if syncer.store.sync().await.is_err() {
+                return;
+            }
+        }
+    }));
     drop(spawner.spawn(serve_admin_tls(service.clone(), admin, tls.clone(), timers.clone(), spawner.clone(), random)));
     if let Some(plain) = plain {
         let port = u32::from(plain.local_port());

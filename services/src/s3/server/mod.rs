@@ -78,6 +78,9 @@ pub struct S3Config {
     pub max_xml_bytes: usize,
     /// S3's largest single PUT.
     pub max_object_bytes: u64,
+    /// Events kept for the admin API before the oldest is dropped (0: no
+    /// events).
+    pub event_capacity: usize,
 }
 
 impl Default for S3Config {
@@ -89,6 +92,7 @@ impl Default for S3Config {
             read_timeout: Duration::from_secs(30),
             max_xml_bytes: 2 << 20,
             max_object_bytes: 5 << 30,
+            event_capacity: 10_000,
         }
     }
 }
@@ -103,11 +107,18 @@ pub struct Stats {
     pub bytes_out: AtomicU64,
 }
 
+/// Metrics the platform adds to `/metrics` (heap, TCP sockets, ...).
+pub type PlatformMetrics = Box<dyn Fn(&mut crate::metrics::Exposition)>;
+
 pub struct S3Service<D: BlockDevice, A: Authenticator> {
     pub store: Store<D>,
     pub auth: A,
     pub config: S3Config,
     pub stats: Stats,
+    pub requests: crate::metrics::RequestMetrics,
+    pub listen: alloc::sync::Arc<listen::ListenStats>,
+    pub platform_metrics: Option<PlatformMetrics>,
+    pub events: Option<crate::events::EventQueue>,
     /// Wall clock, milliseconds since the Unix epoch.
     now_unix_ms: fn() -> u64,
     /// Request IDs: this prefix (random per boot) and a counter.
@@ -147,11 +158,17 @@ impl<'s, D: BlockDevice> Reply<'s, D> {
 
 impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
     pub fn new(store: Store<D>, auth: A, config: S3Config, now_unix_ms: fn() -> u64, random: u64) -> Self {
+        let events = (config.event_capacity > 0)
+            .then(|| crate::events::EventQueue::open(&store, config.event_capacity, &config.region));
         Self {
             store,
             auth,
             config,
             stats: Stats::default(),
+            requests: crate::metrics::RequestMetrics::default(),
+            listen: alloc::sync::Arc::new(listen::ListenStats::default()),
+            platform_metrics: None,
+            events,
             now_unix_ms,
             request_prefix: random as u32,
             next_request: AtomicU64::new(1),
@@ -255,6 +272,8 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
         self.stats.bytes_in.fetch_add(io.body_bytes, Ordering::Relaxed);
         let sent = write_reply(io.conn, reply, is_head).await;
         let bytes_out = sent.unwrap_or(0);
+        let ms = self.now_ms().saturating_sub(started_ms);
+        self.requests.record(operation, status, ms);
         self.stats.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
         crate::info!("s3", "request";
             id = &*request_id,
@@ -266,7 +285,7 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
             status = u64::from(status),
             bytes_in = io.body_bytes,
             bytes_out = bytes_out,
-            ms = self.now_ms().saturating_sub(started_ms));
+            ms = ms);
         sent.is_ok() && !close
     }
 }

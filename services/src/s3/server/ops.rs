@@ -23,6 +23,7 @@ use storage::version::{Entry, VersionId, Versioning};
 use super::io::{ConnIo, Connection, ReadError};
 use super::payload::{PayloadError, PayloadReader};
 use super::{Authenticator, BodyCheck, Principal, Reply, ReplyBody, S3Service};
+use crate::events::{Event, EventName};
 use crate::s3::addressing::{decode, parse_query, resolve_target};
 use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::http::{Headers, Method, RequestHead, resolve_range, unsatisfied_content_range};
@@ -465,6 +466,33 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
         self.service.now_ms()
     }
 
+    /// Queues the event of a change that just committed. A failure here
+    /// (the store stopped) is logged: the change itself stands.
+    fn emit(
+        &self,
+        request: &Request<'_>,
+        name: EventName,
+        key: &str,
+        object: Option<(&ObjectMeta, VersionId)>,
+        version: Option<VersionId>,
+    ) {
+        let Some(events) = &self.service.events else { return };
+        let event = Event {
+            name,
+            bucket: request.bucket(),
+            key,
+            size: object.map(|(meta, _)| meta.size_bytes),
+            etag: object.map(|(meta, _)| meta.etag.as_str()),
+            version_id: object.map(|(_, id)| id).or(version).map(|id| id.to_string()),
+            principal: &request.principal.access_key,
+            request_id: request.id,
+            time_ms: self.now_ms(),
+        };
+        if let Err(error) = events.emit(&self.service.store, &event) {
+            crate::warn!("events", "event not queued: {:?}", error);
+        }
+    }
+
     /// The caller may do `need` on the request's bucket. A key with no
     /// capability there learns nothing, not even whether the bucket exists.
     /// `Ok(true)`: the caller may also list (and so may learn that a key
@@ -829,6 +857,9 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
             }
             match self.service.store.delete_object(request.bucket(), &object.key, version, self.now_ms()).await {
                 Ok(outcome) => {
+                    let name =
+                        if outcome.marker.is_some() { EventName::DeleteMarkerCreated } else { EventName::Delete };
+                    self.emit(request, name, &object.key, None, outcome.marker.or(version));
                     if !delete.quiet {
                         result.deleted.push(DeletedEntry {
                             key: object.key,
@@ -920,6 +951,7 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
         info.checksums = checksums.clone();
         let (id, meta) =
             self.service.store.put_object(request.bucket(), request.key(), written, info, self.now_ms()).await?;
+        self.emit(request, EventName::Put, request.key(), Some((&meta, id)), None);
         let mut reply = Reply::empty(200);
         reply.response.header("ETag", &quoted(&meta.etag));
         if id != VersionId::Null {
@@ -997,6 +1029,8 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
         let mut reply = Reply::empty(204);
         match self.service.store.delete_object(request.bucket(), request.key(), version, self.now_ms()).await {
             Ok(outcome) => {
+                let name = if outcome.marker.is_some() { EventName::DeleteMarkerCreated } else { EventName::Delete };
+                self.emit(request, name, request.key(), None, outcome.marker.or(version));
                 if let Some(marker) = outcome.marker {
                     reply.response.header("x-amz-delete-marker", "true");
                     reply.response.header("x-amz-version-id", &marker.to_string());
@@ -1117,6 +1151,7 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
         let source_version_id = handle.id;
         drop(handle);
         let (id, meta) = self.service.store.put_object(request.bucket(), request.key(), written, info, now).await?;
+        self.emit(request, EventName::Copy, request.key(), Some((&meta, id)), None);
         let result = CopyObjectResult {
             etag: quoted(&meta.etag),
             last_modified_ms: meta.last_modified_ms,
@@ -1144,6 +1179,7 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
         complete.check_order()?;
         let parts: Vec<(u32, String)> = complete.parts.iter().map(|p| (p.part_number, p.etag.clone())).collect();
         let (bucket, key, id, meta) = self.service.store.complete_multipart(&upload_id, &parts, self.now_ms()).await?;
+        self.emit(request, EventName::CompleteMultipartUpload, &key, Some((&meta, id)), None);
         let result = CompleteMultipartUploadResult {
             location: format!("/{bucket}/{key}"),
             bucket,
