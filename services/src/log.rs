@@ -220,9 +220,85 @@ pub fn record(level: Level, subsystem: &str, msg: fmt::Arguments<'_>, fields: &[
     let unix_ns = logger.clock.unix_ns();
     // LineBuf never fails: it truncates instead.
     let _ = format_record(&mut line, up_ns, unix_ns, level, subsystem, msg, fields);
-    logger.sink.write_str(line.finish());
+    let text = line.finish();
+    logger.sink.write_str(text);
     logger.sink.flush_line();
+    RECENT.push(text);
 }
+
+/// Bytes of recent log lines kept in memory for the admin API.
+pub const RECENT_BYTES: usize = 64 * 1024;
+
+/// The most recent log lines, in a fixed byte ring (no allocation when
+/// logging): whole lines are dropped from the front to make room.
+pub struct LogRing {
+    ring: spin::Mutex<RingBuf>,
+}
+
+struct RingBuf {
+    bytes: [u8; RECENT_BYTES],
+    /// Index of the oldest byte, and how many bytes are held.
+    start: usize,
+    len: usize,
+}
+
+impl LogRing {
+    pub const fn new() -> Self {
+        Self { ring: spin::Mutex::new(RingBuf { bytes: [0; RECENT_BYTES], start: 0, len: 0 }) }
+    }
+
+    /// Appends one line (with its `\n`). Skipped, never waited for, if the
+    /// ring is busy (a record logged while another is being copied).
+    pub fn push(&self, line: &str) {
+        let Some(mut ring) = self.ring.try_lock() else {
+            return;
+        };
+        let line = line.as_bytes();
+        if line.len() > RECENT_BYTES {
+            return;
+        }
+        // Drop whole lines from the front until the new one fits.
+        while RECENT_BYTES - ring.len < line.len() {
+            let mut dropped = 0;
+            while dropped < ring.len {
+                let byte = ring.bytes[(ring.start + dropped) % RECENT_BYTES];
+                dropped += 1;
+                if byte == b'\n' {
+                    break;
+                }
+            }
+            ring.start = (ring.start + dropped) % RECENT_BYTES;
+            ring.len -= dropped;
+        }
+        for &byte in line {
+            let at = (ring.start + ring.len) % RECENT_BYTES;
+            ring.bytes[at] = byte;
+            ring.len += 1;
+        }
+    }
+
+    /// The last `max` lines, oldest first.
+    pub fn lines(&self, max: usize) -> alloc::vec::Vec<alloc::string::String> {
+        let ring = self.ring.lock();
+        let mut text = alloc::vec::Vec::with_capacity(ring.len);
+        for i in 0..ring.len {
+            text.push(ring.bytes[(ring.start + i) % RECENT_BYTES]);
+        }
+        drop(ring);
+        let text = alloc::string::String::from_utf8_lossy(&text).into_owned();
+        let lines: alloc::vec::Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(max)..].iter().map(|l| alloc::string::String::from(*l)).collect()
+    }
+}
+
+impl Default for LogRing {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Every record logged, most recent last (see [`LogRing`]).
+pub static RECENT: LogRing = LogRing::new();
 
 /// Writes one record as a JSON object (without the trailing newline) into
 /// `out`, piecewise. Key order: `ts` (when `unix_ns` is known), `up_ns`,
@@ -550,6 +626,26 @@ macro_rules! debug {
 #[macro_export]
 macro_rules! trace {
     ($($t:tt)*) => { $crate::__log_record!($crate::log::Level::Trace, $($t)*) };
+}
+
+#[cfg(test)]
+mod ring_tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_keeps_the_latest_whole_lines() {
+        let ring = LogRing::new();
+        for i in 0..10_000 {
+            ring.push(&alloc::format!("{{\"n\":{i}}}\n"));
+        }
+        let lines = ring.lines(usize::MAX);
+        assert!(lines.len() > 1000 && lines.len() < RECENT_BYTES / 8, "{}", lines.len());
+        assert_eq!(lines.last().unwrap(), "{\"n\":9999}");
+        assert!(lines.iter().all(|l| l.starts_with("{\"n\":") && l.ends_with('}')), "only whole lines");
+        let n: alloc::vec::Vec<u32> = lines.iter().map(|l| l[5..l.len() - 1].parse().unwrap()).collect();
+        assert!(n.windows(2).all(|w| w[1] == w[0] + 1));
+        assert_eq!(ring.lines(3).len(), 3);
+    }
 }
 
 #[cfg(test)]

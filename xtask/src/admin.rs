@@ -19,6 +19,10 @@ usage: cargo xtask admin [--port N] <command>
   quota BUCKET [--max-bytes N] [--max-objects N]
                                     set limits (an absent limit is unlimited)
   rename BUCKET NEW                 rename a bucket
+  events [--after SEQ]              queued object events (S3 notification records)
+  events ack SEQ                    remove the events up to SEQ
+  log [--max N]                     the last structured log records
+  metrics                           Prometheus text
 ";
 
 /// The request an admin command makes: method and path with query.
@@ -56,6 +60,10 @@ pub fn request_for(args: &[String]) -> Result<(&'static str, String)> {
             ("PUT", format!("/v1/buckets/{}/quota?{}", encode(bucket), query.join("&")))
         }
         ["rename", bucket, new] => ("POST", format!("/v1/buckets/{}/rename?to={}", encode(bucket), encode(new))),
+        ["events", "ack", seq] => ("POST", format!("/v1/events/ack?upto={}", encode(seq))),
+        ["events", ..] => ("GET", format!("/v1/events?after={}", encode(value("--after").unwrap_or("0")))),
+        ["log", ..] => ("GET", format!("/v1/log?max={}", encode(value("--max").unwrap_or("200")))),
+        ["metrics"] => ("GET", "/metrics".into()),
         _ => bail!("unknown admin command\n{USAGE}"),
     })
 }
@@ -110,6 +118,9 @@ mod tests {
         );
         assert_eq!(request_for(&args("quota b --max-bytes 100")).unwrap().1, "/v1/buckets/b/quota?max_bytes=100");
         assert_eq!(request_for(&args("rename a b")).unwrap(), ("POST", "/v1/buckets/a/rename?to=b".into()));
+        assert_eq!(request_for(&args("events ack 7")).unwrap(), ("POST", "/v1/events/ack?upto=7".into()));
+        assert_eq!(request_for(&args("events --after 3")).unwrap().1, "/v1/events?after=3");
+        assert_eq!(request_for(&args("log")).unwrap().1, "/v1/log?max=200");
         assert!(request_for(&args("nonsense")).is_err());
     }
 }

@@ -8,6 +8,7 @@
 //! | `GET /health` | liveness (no key needed) |
 //! | `GET /v1/events?after=SEQ&max=N` | queued object events (S3 notification records) after SEQ, and the dropped count |
 //! | `POST /v1/events/ack?upto=SEQ` | remove the events up to SEQ |
+//! | `GET /v1/log?max=N` | the last N structured log records (access log included) |
 //! | `GET /metrics` | Prometheus text: requests, latency, bytes, errors, TLS, journal, space, buckets, heap |
 //! | `GET /v1/keys` | every key (never a secret) |
 //! | `POST /v1/keys?name=N&kind=sigv4\|apikey&admin=true` | a new key; its secret is in this response only |
@@ -245,6 +246,12 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
         let now = self.now_ms();
         match (head.method, segments.as_slice()) {
             (Method::Get, ["metrics"]) => Json(200, self.metrics_text()),
+            (Method::Get, ["v1", "log"]) => {
+                // The lines are JSON objects already: a JSON array of them.
+                let max = param("max").and_then(|v| v.parse().ok()).unwrap_or(200usize);
+                let lines = crate::log::RECENT.lines(max);
+                Json(200, format!("[{}]", lines.join(",")))
+            }
             (Method::Get, ["v1", "events"]) => {
                 let Some(events) = &self.events else {
                     return error(404, "events are off (event_capacity = 0)");
