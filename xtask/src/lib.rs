@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 pub mod admin;
 pub mod bootfs;
 pub mod clients;
+pub mod fuzz;
 pub mod image;
 pub mod netbench;
 pub mod qemu;

@@ -36,6 +36,8 @@ commands:
 const READY_NEEDLE: &str = "\"msg\":\"ready\"";
 /// Generous: everything in QEMU here runs under TCG.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS: u32 = 15;
 const BENCHES: [&str; 3] = ["platform", "net", "storage"];
 
 fn main() -> ExitCode {
@@ -338,7 +340,11 @@ fn test() -> Result<ExitCode> {
         }
     }
     println!("xtask test: cargo test --workspace");
-    let (status, counts) = run_counting_tests(cargo(&["test", "--workspace"]))?;
+    let (status, mut counts) = run_counting_tests(cargo(&["test", "--workspace"]))?;
+    println!("xtask test: fuzz targets, {FUZZ_SECONDS} s each");
+    let (fuzz_passed, fuzz_failed) = xtask::fuzz::smoke(FUZZ_SECONDS)?;
+    counts.passed += fuzz_passed;
+    counts.failed += fuzz_failed;
     // One closing line with the real totals (cargo prints one line per test
     // binary, the last of which is usually an empty doc-test run).
     println!("xtask test: {} passed, {} failed", counts.passed, counts.failed);
