@@ -501,7 +501,7 @@ mod tests {
         let defaults = RunOptions::parse(&[]).unwrap();
         assert_eq!(
             defaults,
-            RunOptions { detach: false, cmdline: "log=info".into(), port: 8443, admin_port: 9443, memory_mib: 512 }
+            RunOptions { detach: false, cmdline: "log=info".into(), port: 8443, admin_port: 9443, memory_mib: 1024 }
         );
         let opts = RunOptions::parse(&strings(&[
             "--detach",
