@@ -478,3 +478,82 @@ fn quotas_refuse_writes_with_quota_exceeded() {
     assert_eq!(s.admin("DELETE", "/quota/b", b"").status, 204);
     assert_eq!(s.admin("PUT", "/quota/c", b"x").status, 200);
 }
+
+/// Sends its input a byte at a time, each after `gap` of simulated time.
+struct Trickle {
+    input: Vec<u8>,
+    at: usize,
+    gap: std::time::Duration,
+    timers: Timers,
+    output: Vec<u8>,
+}
+
+impl services::s3::server::Connection for Trickle {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, services::s3::server::ConnectionError> {
+        if self.at == self.input.len() {
+            return Ok(0);
+        }
+        self.timers.sleep(self.gap).await;
+        buf[0] = self.input[self.at];
+        self.at += 1;
+        Ok(1)
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> Result<(), services::s3::server::ConnectionError> {
+        self.output.extend_from_slice(data);
+        Ok(())
+    }
+}
+
+/// Sends a request, then never takes the response.
+struct NeverReads {
+    input: Vec<u8>,
+    at: usize,
+}
+
+impl services::s3::server::Connection for NeverReads {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, services::s3::server::ConnectionError> {
+        let n = buf.len().min(self.input.len() - self.at);
+        buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+
+    async fn write_all(&mut self, _: &[u8]) -> Result<(), services::s3::server::ConnectionError> {
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn slowloris_heads_and_stalled_readers_are_cut_off() {
+    let mut s = Server::new();
+    s.admin("PUT", "/bkt", b"");
+    s.admin("PUT", "/bkt/k", &pattern(100_000, 1));
+    let timeout_ns = S3Config::default().read_timeout.as_nanos() as u64;
+    // A byte every 5 s: each read is well within the read timeout, the
+    // whole head is not.
+    let head =
+        b"GET /bkt/k HTTP/1.1\r\nHost: localhost\r\nx-test-key: admin\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut trickle = Trickle {
+        input: head.to_vec(),
+        at: 0,
+        gap: std::time::Duration::from_secs(5),
+        timers: s.timers.clone(),
+        output: Vec::new(),
+    };
+    let start = s.timers.now_ns();
+    let (service, timers) = (&s.service, s.timers.clone());
+    s.exec.block_on(service.serve_connection(&mut trickle, &timers), &mut s.platform, &s.timers);
+    let elapsed = s.timers.now_ns() - start;
+    assert!(trickle.at < head.len(), "the head must not be read to its end");
+    assert!(elapsed <= timeout_ns + 6_000_000_000, "closed after {} s", elapsed / 1_000_000_000);
+    assert!(trickle.output.starts_with(b"HTTP/1.1 408 "), "{:?}", String::from_utf8_lossy(&trickle.output));
+    // A client that stops reading its response is dropped after the timeout.
+    let mut stalled =
+        NeverReads { input: b"GET /bkt/k HTTP/1.1\r\nHost: localhost\r\nx-test-key: admin\r\n\r\n".to_vec(), at: 0 };
+    let start = s.timers.now_ns();
+    s.exec.block_on(service.serve_connection(&mut stalled, &timers), &mut s.platform, &s.timers);
+    assert!(s.timers.now_ns() - start <= timeout_ns + 1_000_000_000);
+    // The server still serves.
+    assert_eq!(s.admin("GET", "/bkt/k", b"").body, pattern(100_000, 1));
+}

@@ -126,6 +126,12 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
         );
         out.single("rustcore_tcp_connections_open", "gauge", "S3 connections open now.", listen.open.load(Relaxed));
         out.single(
+            "rustcore_tcp_connections_rejected_total",
+            "counter",
+            "Connections refused at accept: max_connections were open.",
+            listen.rejected.load(Relaxed),
+        );
+        out.single(
             "rustcore_tls_handshakes_total",
             "counter",
             "Completed TLS handshakes.",
@@ -219,7 +225,7 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
             let mut bytes = response.to_bytes(ResponseFraming::Length(body.len() as u64));
             bytes.extend_from_slice(body.as_bytes());
             crate::info!("admin", "request"; method = head.method.as_str(), path = head.path(), status = u64::from(status));
-            if io.conn.write_all(&bytes).await.is_err() || close {
+            if io.write_all(&bytes).await.is_err() || close {
                 return;
             }
         }

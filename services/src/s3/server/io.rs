@@ -41,8 +41,13 @@ impl From<ConnectionError> for ReadError {
     }
 }
 
-/// The largest read from the transport at a time.
-const READ_BYTES: usize = 64 * 1024;
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The largest read from the transport at a time: one TLS record's
+/// plaintext. Kept small because every open connection holds it.
+const READ_BYTES: usize = 16 * 1024;
 
 pub struct ConnIo<'c, C: Connection> {
     pub conn: &'c mut C,
@@ -77,6 +82,15 @@ impl<'c, C: Connection> ConnIo<'c, C> {
         }
     }
 
+    /// Writes `data`, giving up after one read timeout without progress
+    /// (a client that stops reading must not hold its connection forever).
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), ConnectionError> {
+        match self.timers.timeout(self.read_timeout, self.conn.write_all(data)).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectionError::Broken),
+        }
+    }
+
     /// Whether the current request's body was read to its end.
     pub fn body_done(&self) -> bool {
         !self.in_body
@@ -87,7 +101,27 @@ impl<'c, C: Connection> ConnIo<'c, C> {
         self.continue_pending
     }
 
+    /// Reads more into the buffer, waiting at most `limit_ns` of monotonic
+    /// time (and at most the read timeout).
+    async fn fill_within(&mut self, limit_ns: Option<u64>) -> Result<usize, ReadError> {
+        let wait = match limit_ns {
+            Some(deadline) => {
+                let left = deadline.saturating_sub(self.timers.now_ns());
+                if left == 0 {
+                    return Err(ReadError::TimedOut);
+                }
+                self.read_timeout.min(Duration::from_nanos(left))
+            }
+            None => self.read_timeout,
+        };
+        self.fill_for(wait).await
+    }
+
     async fn fill(&mut self) -> Result<usize, ReadError> {
+        self.fill_for(self.read_timeout).await
+    }
+
+    async fn fill_for(&mut self, wait: Duration) -> Result<usize, ReadError> {
         if self.start > 0 && self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
@@ -97,7 +131,7 @@ impl<'c, C: Connection> ConnIo<'c, C> {
         }
         let old = self.buf.len();
         self.buf.resize(old + READ_BYTES, 0);
-        let read = self.timers.timeout(self.read_timeout, self.conn.read(&mut self.buf[old..])).await;
+        let read = self.timers.timeout(wait, self.conn.read(&mut self.buf[old..])).await;
         let read = match read {
             Ok(Ok(n)) => n,
             Ok(Err(error)) => {
@@ -117,6 +151,11 @@ impl<'c, C: Connection> ConnIo<'c, C> {
     /// between requests (or went quiet there past the timeout).
     pub async fn next_head(&mut self) -> Result<Option<RequestHead>, ReadError> {
         debug_assert!(!self.in_body, "the previous body must be finished first");
+        // A whole head must arrive within one read timeout of its first
+        // byte: a client trickling a byte now and then (slowloris) is cut
+        // off even though each single read is quick enough.
+        let mut head_deadline: Option<u64> =
+            (self.start < self.buf.len()).then(|| self.timers.now_ns() + duration_ns(self.read_timeout));
         loop {
             let step = self.parser.advance(&self.buf[self.start..]).map_err(ReadError::Http)?;
             self.start += step.consumed;
@@ -130,7 +169,10 @@ impl<'c, C: Connection> ConnIo<'c, C> {
                 }
                 Event::NeedMore => {
                     let idle = self.start == self.buf.len();
-                    match self.fill().await {
+                    if !idle && head_deadline.is_none() {
+                        head_deadline = Some(self.timers.now_ns() + duration_ns(self.read_timeout));
+                    }
+                    match self.fill_within(head_deadline).await {
                         Ok(0) if idle => return Ok(None),
                         Ok(0) => return Err(ReadError::UnexpectedEof),
                         Ok(_) => {}
@@ -152,7 +194,7 @@ impl<'c, C: Connection> ConnIo<'c, C> {
         }
         if self.continue_pending {
             self.continue_pending = false;
-            self.conn.write_all(CONTINUE).await?;
+            self.write_all(CONTINUE).await?;
         }
         loop {
             let step = self.parser.advance(&self.buf[self.start..]).map_err(ReadError::Http)?;

@@ -24,6 +24,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub struct ListenStats {
     pub accepted: AtomicU64,
+    /// Connections refused at accept because `max_connections` were open.
+    pub rejected: AtomicU64,
+    /// Connections being served (handshake included).
+    pub active: AtomicU64,
     pub handshakes: AtomicU64,
     pub handshake_failures: AtomicU64,
     pub open: AtomicU64,
@@ -55,6 +59,29 @@ impl Connection for TcpStream {
     }
 }
 
+/// Counts a connection as active while it lives.
+struct Active(Arc<ListenStats>);
+
+impl Active {
+    /// `None` (and counted as rejected) when `max` connections are active:
+    /// each holds socket buffers and TLS state, and running the heap dry
+    /// would stop the whole appliance.
+    fn admit(stats: &Arc<ListenStats>, max: usize) -> Option<Self> {
+        if stats.active.load(Ordering::Relaxed) >= max as u64 {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        Some(Self(stats.clone()))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves S3 over TLS on `listener` forever.
 pub async fn serve_tls<D: BlockDevice + 'static, A: Authenticator + 'static>(
     service: Rc<S3Service<D, A>>,
@@ -74,8 +101,13 @@ pub async fn serve_tls<D: BlockDevice + 'static, A: Authenticator + 'static>(
             }
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let Some(active) = Active::admit(&stats, service.config.max_connections) else {
+            tcp.abort();
+            continue;
+        };
         let (service, config, timers, stats) = (service.clone(), config.clone(), timers.clone(), stats.clone());
         drop(spawner.spawn(async move {
+            let _active = active;
             let peer = tcp.peer_addr();
             let mut stream = match timers.timeout(HANDSHAKE_TIMEOUT, TlsStream::accept(tcp, config)).await {
                 Ok(Ok(stream)) => stream,
@@ -117,8 +149,13 @@ pub async fn serve_plain<D: BlockDevice + 'static, A: Authenticator + 'static>(
             }
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let Some(active) = Active::admit(&stats, service.config.max_connections) else {
+            tcp.abort();
+            continue;
+        };
         let (service, timers, stats) = (service.clone(), timers.clone(), stats.clone());
         drop(spawner.spawn(async move {
+            let _active = active;
             stats.open.fetch_add(1, Ordering::Relaxed);
             service.serve_connection(&mut tcp, &timers).await;
             let _ = timers.timeout(Duration::from_secs(5), tcp.flush()).await;

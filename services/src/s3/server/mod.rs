@@ -81,6 +81,10 @@ pub struct S3Config {
     /// Events kept for the admin API before the oldest is dropped (0: no
     /// events).
     pub event_capacity: usize,
+    /// Connections served at once; more are refused at accept. Each costs
+    /// its socket buffers and TLS state: the platform sizes this to its
+    /// memory.
+    pub max_connections: usize,
 }
 
 impl Default for S3Config {
@@ -93,6 +97,7 @@ impl Default for S3Config {
             max_xml_bytes: 2 << 20,
             max_object_bytes: 5 << 30,
             event_capacity: 10_000,
+            max_connections: 1000,
         }
     }
 }
@@ -215,7 +220,7 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
         let mut response = Response::new(status);
         response.close();
         response.header("Date", &format_http_date(self.now_ms() / 1000));
-        let _ = io.conn.write_all(&response.to_bytes(ResponseFraming::Length(0))).await;
+        let _ = io.write_all(&response.to_bytes(ResponseFraming::Length(0))).await;
     }
 
     /// One request, answered. `false`: close the connection.
@@ -270,7 +275,7 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
             reply.response.close();
         }
         self.stats.bytes_in.fetch_add(io.body_bytes, Ordering::Relaxed);
-        let sent = write_reply(io.conn, reply, is_head).await;
+        let sent = write_reply(io, reply, is_head).await;
         let bytes_out = sent.unwrap_or(0);
         let ms = self.now_ms().saturating_sub(started_ms);
         self.requests.record(operation, status, ms);
@@ -293,7 +298,7 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
 /// Writes the head and body; the body bytes written, or an error after
 /// which the connection cannot carry another response.
 async fn write_reply<C: Connection, D: BlockDevice>(
-    conn: &mut C,
+    conn: &mut ConnIo<'_, C>,
     reply: Reply<'_, D>,
     is_head: bool,
 ) -> Result<u64, ConnectionError> {
