@@ -259,11 +259,18 @@ fn same_file(expected: &Path, actual: &Path) -> Result<String, String> {
 /// Every `"field": "value"` string value in a JSON document (enough for
 /// the AWS CLI's output: keys, version ids and tokens hold no quotes).
 fn json_strings(json: &str, field: &str) -> Vec<String> {
-    let needle = format!("\"{field}\": \"");
+    // Pretty-printed (aws cli) or compact (the admin API).
+    let spaced = format!("\"{field}\": \"");
+    let compact = format!("\"{field}\":\"");
     let mut values = Vec::new();
     let mut rest = json;
-    while let Some(at) = rest.find(&needle) {
-        rest = &rest[at + needle.len()..];
+    loop {
+        let found = [&spaced, &compact]
+            .iter()
+            .filter_map(|needle| rest.find(needle.as_str()).map(|at| (at, needle.len())))
+            .min();
+        let Some((at, len)) = found else { break };
+        rest = &rest[at + len..];
         let end = rest.find('"').unwrap_or(rest.len());
         values.push(rest[..end].to_string());
         rest = &rest[end..];
@@ -308,6 +315,7 @@ struct Env {
     credentials: Credentials,
     endpoint: String,
     port: u16,
+    admin_port: u16,
     work: PathBuf,
     files: Files,
 }
@@ -876,6 +884,85 @@ fn curl(env: &Env, report: &mut Report) {
     report.add(C, "DELETE bucket", curl(&["-X", "DELETE"], "curl-b").ok());
 }
 
+/// An API key made through the admin API (with the admin token), granted
+/// read and write on a bucket, then used by plain curl as a bearer token, a
+/// header and a query parameter; revoked, it stops working.
+fn curl_api_key(env: &Env, report: &mut Report) {
+    const C: &str = "curl+apikey";
+    let ca = std::fs::canonicalize(&env.certificates.ca).expect("CA");
+    let admin = |method: &str, path: &str| {
+        let mut cmd = client_command(&env.clients.curl);
+        cmd.args(["--silent", "--show-error", "--fail-with-body", "--max-time", "60", "-X", method, "--cacert"])
+            .arg(&ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", env.credentials.admin_token))
+            .arg(format!("https://localhost:{}{path}", env.admin_port));
+        env.run(&mut cmd, SHORT)
+    };
+    let s3 = |extra: &[&str], url: String| {
+        let mut cmd = client_command(&env.clients.curl);
+        cmd.args(["--silent", "--show-error", "--fail-with-body", "--max-time", "60", "--cacert"])
+            .arg(&ca)
+            .args(extra)
+            .arg(url);
+        env.run(&mut cmd, SHORT)
+    };
+    report.add(C, "admin API health", admin("GET", "/health").ok());
+    let created = admin("POST", "/v1/keys?name=curl&kind=apikey").ok();
+    let key = created.as_ref().ok().and_then(|json| json_strings(json, "secret").into_iter().next());
+    let id = created.as_ref().ok().and_then(|json| json_strings(json, "id").into_iter().next());
+    report.add(C, "admin API: create an API key", created.map(|_| String::from("created")));
+    let (Some(key), Some(id)) = (key, id) else {
+        return;
+    };
+    let sigv4 = env.run(&mut env.aws(&["s3", "mb", "s3://apikey-b"]), SHORT).ok();
+    report.add(C, "bucket made with the AWS CLI", sigv4);
+    report.add(
+        C,
+        "admin API: grant read,write",
+        admin("PUT", &format!("/v1/buckets/apikey-b/grants/{id}?caps=read,write")).ok(),
+    );
+    let small = env.files.path("small.bin");
+    let bearer = format!("Authorization: Bearer {key}");
+    let url = |path: &str| format!("{}/{path}", env.endpoint);
+    report.add(
+        C,
+        "PUT with Authorization: Bearer",
+        s3(&["-H", &bearer, "-T", &small.to_string_lossy()], url("apikey-b/small.bin")).ok(),
+    );
+    let target = env.dir("apikey-down").join("small.bin");
+    let got =
+        s3(&["-H", &format!("x-api-key: {key}"), "-o", &target.to_string_lossy()], url("apikey-b/small.bin")).ok();
+    report.add(C, "GET with x-api-key + cmp", got.and_then(|_| same_file(&small, &target)));
+    let target = env.dir("apikey-query").join("small.bin");
+    let query = s3(&["-o", &target.to_string_lossy()], url(&format!("apikey-b/small.bin?x-api-key={key}"))).ok();
+    report.add(C, "GET with ?x-api-key= + cmp", query.and_then(|_| same_file(&small, &target)));
+    let listed = s3(&["-H", &bearer], url("apikey-b?list-type=2"));
+    report.add(
+        C,
+        "no list capability -> 403",
+        expect(!listed.success && listed.stdout.contains("AccessDenied"), listed.failure()),
+    );
+    report.add(C, "admin API: revoke", admin("DELETE", &format!("/v1/keys/{id}")).ok());
+    let revoked = s3(&["-H", &bearer], url("apikey-b/small.bin"));
+    report.add(
+        C,
+        "revoked key -> 403",
+        expect(!revoked.success && revoked.stdout.contains("AccessDenied"), revoked.failure()),
+    );
+    let metrics = admin("GET", "/metrics").ok();
+    report.add(
+        C,
+        "admin API: /metrics counts the requests",
+        metrics.and_then(|text| {
+            expect(
+                text.contains("rustcore_s3_requests_total{op=\"PutObject\",status=\"200\"}"),
+                text.lines().take(5).collect(),
+            )
+        }),
+    );
+}
+
 /// Objects written, the VM killed (SIGKILL) and booted again on the same
 /// disk, the objects read back.
 fn restart(env: &Env, vm: &mut Appliance, report: &mut Report) {
@@ -950,11 +1037,19 @@ fn real_clients_against_the_appliance() {
         certificates,
         credentials,
         port,
+        admin_port: vm.admin_port,
         work,
     };
     let mut report = Report::default();
-    let suites: [(&str, Suite); 6] =
-        [("aws-cli", aws_cli), ("boto3", boto3), ("rclone", rclone), ("s3cmd", s3cmd), ("s3fs", s3fs), ("curl", curl)];
+    let suites: [(&str, Suite); 7] = [
+        ("aws-cli", aws_cli),
+        ("boto3", boto3),
+        ("rclone", rclone),
+        ("s3cmd", s3cmd),
+        ("s3fs", s3fs),
+        ("curl", curl),
+        ("curl+apikey", curl_api_key),
+    ];
     let mut timings = Vec::new();
     for (name, suite) in suites {
         let start = Instant::now();
