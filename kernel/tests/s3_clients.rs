@@ -34,9 +34,15 @@ const LONG: Duration = Duration::from_secs(600);
 
 // ---------------------------------------------------------------- the VM
 
+/// Where the server runs: the image in QEMU, or the same services as a
+/// Linux process (`rustcore-hosted`) on a TAP device in a network namespace.
+enum Kind {
+    Qemu { elf: PathBuf, archive: PathBuf },
+    Hosted { bin: PathBuf, netns: String, tap: String, keys: PathBuf, tls: PathBuf },
+}
+
 struct Appliance {
-    elf: PathBuf,
-    archive: PathBuf,
+    kind: Kind,
     disk: PathBuf,
     serial: PathBuf,
     port: u16,
@@ -44,11 +50,48 @@ struct Appliance {
     child: Option<Child>,
 }
 
+/// The hosted server's address in its namespace (the host side is .1).
+const HOSTED_NET: &str = "10.99.8";
+
 impl Appliance {
     fn boot(&mut self) -> Duration {
-        let mut config = VmConfig::new(&self.elf, "log=info");
+        let (elf, archive) = match &self.kind {
+            Kind::Qemu { elf, archive } => (elf.clone(), archive.clone()),
+            Kind::Hosted { bin, netns, tap, keys, tls } => {
+                let serial = std::fs::File::create(&self.serial).expect("log file");
+                let start = Instant::now();
+                let child = Command::new("ip")
+                    .args(["netns", "exec", netns])
+                    .arg(bin)
+                    .args(["--tap", tap, "--ip", &format!("{HOSTED_NET}.2/24")])
+                    .arg("--cert")
+                    .arg(tls.join("server-chain.pem"))
+                    .arg("--key")
+                    .arg(tls.join("server.key"))
+                    .arg("--data")
+                    .arg(&self.disk)
+                    .args(["--data-bytes", &xtask::state::DISK_SIZE_BYTES.to_string()])
+                    .arg("--keys")
+                    .arg(keys)
+                    .stdout(serial.try_clone().expect("log file"))
+                    .stderr(serial)
+                    .spawn()
+                    .expect("rustcore-hosted starts");
+                self.child = Some(child);
+                while !std::fs::read_to_string(&self.serial).unwrap_or_default().contains("\"msg\":\"s3 listening\"") {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(60),
+                        "rustcore-hosted did not serve S3:\n{}",
+                        self.serial_tail(40)
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                return start.elapsed();
+            }
+        };
+        let mut config = VmConfig::new(&elf, "log=info");
         config.memory_mib = 512;
-        config.initrd = Some(self.archive.clone());
+        config.initrd = Some(archive);
         config.virtio_blk = Some(self.disk.clone());
         config.net = Some(NetConfig { forwards: vec![(self.port, 443), (self.admin_port, 9443)] });
         let (child, took) =
@@ -179,12 +222,33 @@ impl Ran {
 
 /// A command for `program` without the host's own client settings
 /// (`AWS_CA_BUNDLE` and the like would override or break ours).
-fn client_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new(program);
+fn client_command(env: &Env, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = match &env.netns {
+        // Inside the namespace, where `localhost` names the hosted server
+        // (ip netns exec bind-mounts /etc/netns/NAME/hosts on /etc/hosts).
+        Some(netns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", netns]).arg(program.as_ref());
+            cmd
+        }
+        None => Command::new(program),
+    };
     for (name, _) in std::env::vars_os() {
         let name_str = name.to_string_lossy();
         if name_str.starts_with("AWS_") || name_str.starts_with("RCLONE_") || name_str == "CURL_CA_BUNDLE" {
             cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+/// curl, which resolves `localhost` to loopback by itself (never through
+/// /etc/hosts): in the hosted namespace it is told where localhost is.
+fn curl_command(env: &Env) -> Command {
+    let mut cmd = client_command(env, &env.clients.curl);
+    if env.netns.is_some() {
+        for port in [env.port, env.admin_port] {
+            cmd.arg("--resolve").arg(format!("localhost:{port}:{HOSTED_NET}.2"));
         }
     }
     cmd
@@ -318,6 +382,8 @@ struct Env {
     admin_port: u16,
     work: PathBuf,
     files: Files,
+    /// The hosted server's namespace, where the clients run.
+    netns: Option<String>,
 }
 
 impl Env {
@@ -330,7 +396,7 @@ impl Env {
     }
 
     fn aws(&self, args: &[&str]) -> Command {
-        let mut cmd = client_command(&self.clients.aws);
+        let mut cmd = client_command(self, &self.clients.aws);
         cmd.args(args);
         // Progress lines only clutter the table (a display option, not a
         // transfer setting).
@@ -602,7 +668,7 @@ fn aws_cli(env: &Env, report: &mut Report) {
 fn boto3(env: &Env, report: &mut Report) {
     const C: &str = "boto3";
     let script = xtask::repo_root().join("kernel/tests/clients/boto3_suite.py");
-    let mut cmd = client_command(&env.clients.python);
+    let mut cmd = client_command(env, &env.clients.python);
     cmd.arg(&script)
         .arg(&env.endpoint)
         .arg(std::fs::canonicalize(&env.certificates.ca).expect("CA"))
@@ -631,7 +697,7 @@ fn rclone(env: &Env, report: &mut Report) {
     const C: &str = "rclone";
     let ca = std::fs::canonicalize(&env.certificates.ca).expect("CA");
     let rc = |args: &[&str], timeout: Duration| {
-        let mut cmd = client_command(&env.clients.rclone);
+        let mut cmd = client_command(env, &env.clients.rclone);
         cmd.args(args)
             .arg("--ca-cert")
             .arg(&ca)
@@ -728,7 +794,7 @@ fn s3cmd(env: &Env, report: &mut Report) {
     )
     .expect("s3cmd config");
     let s3 = |args: &[&str], timeout: Duration| {
-        let mut cmd = client_command(&env.clients.s3cmd);
+        let mut cmd = client_command(env, &env.clients.s3cmd);
         cmd.arg("-c").arg(&config).args(args).env("HOME", &env.work);
         env.run(&mut cmd, timeout)
     };
@@ -773,6 +839,15 @@ fn s3fs(env: &Env, report: &mut Report) {
     if !report.add(C, "bucket made with the AWS CLI", created) {
         return;
     }
+    if env.netns.is_some() {
+        // `ip netns exec` runs the client in a mount namespace of its own:
+        // the FUSE mount would not be visible here.
+        return report.skip(
+            C,
+            "mount, write, read, ls, unmount",
+            "hosted: the mount would live in the namespace's private mount table",
+        );
+    }
     let mount = env.dir("s3fs-mnt");
     let passwd = env.work.join("s3fs.passwd");
     std::fs::write(&passwd, format!("{}:{}\n", env.credentials.access_key_id, env.credentials.secret_access_key))
@@ -782,7 +857,7 @@ fn s3fs(env: &Env, report: &mut Report) {
         std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     }
     let ca = std::fs::canonicalize(&env.certificates.ca).expect("CA");
-    let mut cmd = client_command(&program);
+    let mut cmd = client_command(env, &program);
     cmd.arg("s3fs-b")
         .arg(&mount)
         .arg("-o")
@@ -849,7 +924,7 @@ fn curl(env: &Env, report: &mut Report) {
     // S3 requires x-amz-content-sha256 with SigV4 headers; curl before 8.x
     // does not send it by itself (then 400 InvalidRequest, as from S3).
     let bare = |extra: &[&str], path: &str| {
-        let mut cmd = client_command(&env.clients.curl);
+        let mut cmd = curl_command(env);
         cmd.args(["--silent", "--show-error", "--fail-with-body", "--max-time", "120", "--cacert"])
             .arg(&ca)
             .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", &user])
@@ -891,7 +966,7 @@ fn curl_api_key(env: &Env, report: &mut Report) {
     const C: &str = "curl+apikey";
     let ca = std::fs::canonicalize(&env.certificates.ca).expect("CA");
     let admin = |method: &str, path: &str| {
-        let mut cmd = client_command(&env.clients.curl);
+        let mut cmd = curl_command(env);
         cmd.args(["--silent", "--show-error", "--fail-with-body", "--max-time", "60", "-X", method, "--cacert"])
             .arg(&ca)
             .arg("-H")
@@ -900,7 +975,7 @@ fn curl_api_key(env: &Env, report: &mut Report) {
         env.run(&mut cmd, SHORT)
     };
     let s3 = |extra: &[&str], url: String| {
-        let mut cmd = client_command(&env.clients.curl);
+        let mut cmd = curl_command(env);
         cmd.args(["--silent", "--show-error", "--fail-with-body", "--max-time", "60", "--cacert"])
             .arg(&ca)
             .args(extra)
@@ -1004,8 +1079,60 @@ fn restart(env: &Env, vm: &mut Appliance, report: &mut Report) {
 /// One client's checks.
 type Suite = fn(&Env, &mut Report);
 
+/// One test at a time: each drives a server on this two-core machine.
+static ONE_SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs every client suite, then the restart check, against `server`.
+fn run_clients(label: &str, server: &mut Appliance, env: &Env, started: Instant) {
+    let mut report = Report::default();
+    let suites: [(&str, Suite); 7] = [
+        ("aws-cli", aws_cli),
+        ("boto3", boto3),
+        ("rclone", rclone),
+        ("s3cmd", s3cmd),
+        ("s3fs", s3fs),
+        ("curl", curl),
+        ("curl+apikey", curl_api_key),
+    ];
+    let mut timings = Vec::new();
+    for (name, suite) in suites {
+        let start = Instant::now();
+        suite(env, &mut report);
+        timings.push(format!("{name} {:.0} s", start.elapsed().as_secs_f64()));
+    }
+    let start = Instant::now();
+    restart(env, server, &mut report);
+    timings.push(format!("restart {:.0} s", start.elapsed().as_secs_f64()));
+
+    let failed = report.count(Status::Fail);
+    println!("\n{label}\n{}", report.table());
+    println!(
+        "s3_clients ({label}): {} ok, {failed} failed, {} known server bugs, {} skipped; {}; total {:.0} s",
+        report.count(Status::Ok),
+        report.count(Status::Known),
+        report.count(Status::Skip),
+        timings.join(", "),
+        started.elapsed().as_secs_f64()
+    );
+    let first_boot = std::fs::read_to_string(server.serial.with_file_name("serial-first-boot.log")).unwrap_or_default();
+    let log = first_boot + &std::fs::read_to_string(&server.serial).unwrap_or_default();
+    if failed > 0 || log.contains("FATAL") || log.contains("panicked") {
+        println!("--- log tail ---\n{}", server.serial_tail(80));
+    }
+    assert!(!log.contains("FATAL") && !log.contains("panicked"), "the server reported a fatal error");
+    assert_eq!(failed, 0, "{failed} client checks failed ({label}):\n{}", report.table());
+}
+
+fn fresh_work(root: &Path) -> PathBuf {
+    let work = root.join("work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("work dir");
+    work
+}
+
 #[test]
 fn real_clients_against_the_appliance() {
+    let _one = ONE_SERVER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
     xtask::setup::ensure_host_tools().expect("QEMU is needed");
     let clients = xtask::clients::ensure().expect("the S3 clients install");
@@ -1022,14 +1149,11 @@ fn real_clients_against_the_appliance() {
     let credentials = xtask::bootfs::ensure_credentials(&state).expect("credentials");
     let archive = xtask::bootfs::pack(&state, &certificates, &credentials).expect("boot archive");
     let port = free_port();
-    let mut vm =
-        Appliance { elf, archive, disk, serial: state.serial_log(), port, admin_port: free_port(), child: None };
+    let kind = Kind::Qemu { elf, archive };
+    let mut vm = Appliance { kind, disk, serial: state.serial_log(), port, admin_port: free_port(), child: None };
     let to_listening = vm.boot();
     println!("s3_clients: appliance serving S3 on https://localhost:{port} after {:.1} s", to_listening.as_secs_f64());
-
-    let work = root.join("work");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).expect("work dir");
+    let work = fresh_work(&root);
     let env = Env {
         files: Files::create(work.join("files")),
         endpoint: format!("https://localhost:{port}"),
@@ -1039,42 +1163,98 @@ fn real_clients_against_the_appliance() {
         port,
         admin_port: vm.admin_port,
         work,
+        netns: None,
     };
-    let mut report = Report::default();
-    let suites: [(&str, Suite); 7] = [
-        ("aws-cli", aws_cli),
-        ("boto3", boto3),
-        ("rclone", rclone),
-        ("s3cmd", s3cmd),
-        ("s3fs", s3fs),
-        ("curl", curl),
-        ("curl+apikey", curl_api_key),
-    ];
-    let mut timings = Vec::new();
-    for (name, suite) in suites {
-        let start = Instant::now();
-        suite(&env, &mut report);
-        timings.push(format!("{name} {:.0} s", start.elapsed().as_secs_f64()));
-    }
-    let start = Instant::now();
-    restart(&env, &mut vm, &mut report);
-    timings.push(format!("restart {:.0} s", start.elapsed().as_secs_f64()));
+    run_clients("the appliance in QEMU", &mut vm, &env, started);
+}
 
-    let failed = report.count(Status::Fail);
-    println!("\n{}", report.table());
-    println!(
-        "s3_clients: {} ok, {failed} failed, {} known server bugs, {} skipped; {}; total {:.0} s",
-        report.count(Status::Ok),
-        report.count(Status::Known),
-        report.count(Status::Skip),
-        timings.join(", "),
-        started.elapsed().as_secs_f64()
-    );
-    let first_boot = std::fs::read_to_string(vm.serial.with_file_name("serial-first-boot.log")).unwrap_or_default();
-    let log = first_boot + &std::fs::read_to_string(&vm.serial).unwrap_or_default();
-    if failed > 0 || log.contains("FATAL") || log.contains("panicked") {
-        println!("--- serial log tail ---\n{}", vm.serial_tail(80));
+/// A network namespace with a TAP device for the hosted server, deleted
+/// (with its device and hosts file) when dropped.
+struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    fn create(name: &str, tap: &str) -> Namespace {
+        let ip = |args: &[&str]| {
+            let status = Command::new("ip").args(args).status().expect("ip runs");
+            assert!(status.success(), "ip {args:?}");
+        };
+        let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
+        let namespace = Namespace { name: name.to_string() };
+        ip(&["netns", "add", name]);
+        ip(&["-n", name, "link", "set", "lo", "up"]);
+        ip(&["-n", name, "tuntap", "add", "dev", tap, "mode", "tap"]);
+        ip(&["-n", name, "addr", "add", &format!("{HOSTED_NET}.1/24"), "dev", tap]);
+        ip(&["-n", name, "link", "set", tap, "up"]);
+        // Clients in the namespace reach the server as `localhost`, the
+        // name its certificate carries.
+        let etc = PathBuf::from("/etc/netns").join(name);
+        std::fs::create_dir_all(&etc).expect("/etc/netns");
+        std::fs::write(etc.join("hosts"), format!("{HOSTED_NET}.2 localhost\n")).expect("hosts file");
+        namespace
     }
-    assert!(!log.contains("FATAL") && !log.contains("panicked"), "the appliance reported a fatal error");
-    assert_eq!(failed, 0, "{failed} client checks failed:\n{}", report.table());
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "delete", &self.name]).stderr(Stdio::null()).status();
+        let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(&self.name));
+    }
+}
+
+/// The same suite against `rustcore-hosted` (our TCP/IP, TLS, S3 and store
+/// as a Linux process on a TAP device, a file as its disk). Needs root for
+/// the namespace and the TAP device, as CI has.
+#[test]
+fn real_clients_against_hosted() {
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
+    if !is_root {
+        println!("s3_clients: hosted suite skipped: needs root for a network namespace and a TAP device");
+        return;
+    }
+    let _one = ONE_SERVER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let started = Instant::now();
+    let clients = xtask::clients::ensure().expect("the S3 clients install");
+    let build = Command::new(xtask::cargo_program())
+        .current_dir(xtask::repo_root())
+        .args(["build", "-p", "hosted", "--bin", "rustcore-hosted"])
+        .status()
+        .expect("cargo runs");
+    assert!(build.success(), "rustcore-hosted builds");
+    let bin = xtask::repo_root().join("target/debug/rustcore-hosted");
+    let root = xtask::repo_root().join("target/image/s3-clients-hosted");
+    let state = State::at(&root);
+    std::fs::create_dir_all(state.logs_dir()).expect("state dir");
+    let disk = root.join("data.img");
+    let _ = std::fs::remove_file(&disk);
+    let certificates = xtask::bootfs::ensure_certificates(&state).expect("certificates");
+    let credentials = xtask::bootfs::ensure_credentials(&state).expect("credentials");
+    let namespace = Namespace::create("rc-s3clients", "rcctap0");
+    let kind = Kind::Hosted {
+        bin,
+        netns: namespace.name.clone(),
+        tap: String::from("rcctap0"),
+        keys: state.dir().join("keys"),
+        tls: state.dir().join("tls"),
+    };
+    let mut server = Appliance { kind, disk, serial: state.serial_log(), port: 443, admin_port: 9443, child: None };
+    let to_listening = server.boot();
+    println!("s3_clients: rustcore-hosted serving S3 after {:.1} s", to_listening.as_secs_f64());
+    let work = fresh_work(&root);
+    let env = Env {
+        files: Files::create(work.join("files")),
+        endpoint: String::from("https://localhost"),
+        clients,
+        certificates,
+        credentials,
+        port: 443,
+        admin_port: 9443,
+        work,
+        netns: Some(namespace.name.clone()),
+    };
+    run_clients("rustcore-hosted on a TAP device", &mut server, &env, started);
+    drop(server);
+    drop(namespace);
 }

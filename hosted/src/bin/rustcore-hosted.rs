@@ -11,7 +11,8 @@
 //! `--keys DIR` holds what the kernel finds in its boot archive under
 //! `keys/`: `node.key`, `admin`, `admin-token` (`cargo xtask run` makes them
 //! in `.rustcore/keys/`). Prints `rustcore-hosted ready ...` once listening.
-//! Runs until killed.
+//! Runs until killed. Structured log lines (JSON, level from `RUSTCORE_LOG`,
+//! default info) go to standard output.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -148,7 +149,37 @@ fn s3_options(args: &Args, data: &str, keys: &str) -> Result<(FileDisk, NodeKey,
     Ok((disk, node_key, bootstrap))
 }
 
+/// Structured log lines on standard output, as the kernel writes them to
+/// its serial console.
+struct StdoutSink;
+
+impl services::log::Sink for StdoutSink {
+    fn write_str(&self, s: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(s.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+struct ProcessClock(std::time::Instant);
+
+impl services::log::LogClock for ProcessClock {
+    fn uptime_ns(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn unix_ns(&self) -> Option<u64> {
+        Some(hosted::clock::unix_time_ns())
+    }
+}
+
 fn main() -> ExitCode {
+    static SINK: StdoutSink = StdoutSink;
+    static CLOCK: std::sync::OnceLock<ProcessClock> = std::sync::OnceLock::new();
+    let clock = CLOCK.get_or_init(|| ProcessClock(std::time::Instant::now()));
+    let level =
+        std::env::var("RUSTCORE_LOG").ok().and_then(|l| services::log::Level::from_cmdline(&format!("log={l}")));
+    services::log::init(&SINK, clock, level.unwrap_or(services::log::Level::Info));
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&args) {
         Ok(args) => args,
