@@ -82,7 +82,14 @@ pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Tim
     // slots included: 128 KiB each way keeps 1,000 connections within
     // 256 MiB while still filling a TCG guest's path (the host default of
     // 256 KiB each way would need 512 MiB for the sockets alone).
-    let options = StackOptions { rx_buffer_bytes: 128 * 1024, tx_buffer_bytes: 128 * 1024, ..StackOptions::default() };
+    // Room for the S3 service's connection limit (1,000) plus every
+    // listening slot.
+    let options = StackOptions {
+        rx_buffer_bytes: 128 * 1024,
+        tx_buffer_bytes: 128 * 1024,
+        max_connections: 1200,
+        ..StackOptions::default()
+    };
     let stack = Stack::new(device.mac(), ip, options, time::now_ns(), rng::next_u64());
     let rx_event = &interrupts::EVENTS[usize::from(device.rx_vector)];
     let driver_stack = stack.clone();

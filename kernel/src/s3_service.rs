@@ -66,7 +66,6 @@ pub fn start<D: InterruptBlockDevice + 'static>(
         let interrupts = interrupts::INTERRUPT_COUNT.load(core::sync::atomic::Ordering::Relaxed);
         out.single("rustcore_interrupts_total", "counter", "Device and timer interrupts taken.", interrupts);
     });
-    services::info!("s3", "limits"; max_connections = config.max_connections as u64, read_timeout_s = config.read_timeout.as_secs());
     let options = ServeOptions {
         node_key,
         bootstrap,

@@ -133,6 +133,8 @@ pub async fn serve<D: BlockDevice + 'static>(
         drop(spawner.spawn(serve_plain(service.clone(), plain, timers.clone(), spawner.clone(), stats.clone())));
         crate::info!("s3", "plain http listening"; port = port);
     }
-    crate::info!("s3", "s3 listening"; port = u32::from(s3.local_port()));
+    let read_timeout_s = service.config.read_timeout.as_secs();
+    let max_connections = service.config.max_connections as u64;
+    crate::info!("s3", "s3 listening"; port = u32::from(s3.local_port()), read_timeout_s = read_timeout_s, max_connections = max_connections);
     serve_tls(service, s3, tls, timers, spawner, stats).await;
 }

@@ -275,8 +275,8 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
             reply.response.close();
         }
         self.stats.bytes_in.fetch_add(io.body_bytes, Ordering::Relaxed);
-        let sent = write_reply(io, reply, is_head).await;
-        let bytes_out = sent.unwrap_or(0);
+        let mut bytes_out = 0;
+        let sent = write_reply(io, reply, is_head, &mut bytes_out).await;
         let ms = self.now_ms().saturating_sub(started_ms);
         self.requests.record(operation, status, ms);
         self.stats.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
@@ -295,21 +295,22 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
     }
 }
 
-/// Writes the head and body; the body bytes written, or an error after
-/// which the connection cannot carry another response.
+/// Writes the head and body, counting body bytes in `sent` (also when it
+/// fails part way); an error means the connection cannot carry another
+/// response.
 async fn write_reply<C: Connection, D: BlockDevice>(
     conn: &mut ConnIo<'_, C>,
     reply: Reply<'_, D>,
     is_head: bool,
-) -> Result<u64, ConnectionError> {
+    sent: &mut u64,
+) -> Result<(), ConnectionError> {
     let Reply { response, body } = reply;
     let status = response.status();
     let no_body = status == 204 || status == 304 || status < 200;
     match body {
         ReplyBody::Empty => {
             let framing = if no_body { ResponseFraming::NoBody } else { ResponseFraming::Length(0) };
-            conn.write_all(&response.to_bytes(framing)).await?;
-            Ok(0)
+            conn.write_all(&response.to_bytes(framing)).await
         }
         ReplyBody::Bytes(bytes) => {
             let framing = if no_body { ResponseFraming::NoBody } else { ResponseFraming::Length(bytes.len() as u64) };
@@ -318,12 +319,13 @@ async fn write_reply<C: Connection, D: BlockDevice>(
                 out.extend_from_slice(&bytes);
             }
             conn.write_all(&out).await?;
-            Ok(if is_head { 0 } else { bytes.len() as u64 })
+            *sent = if is_head { 0 } else { bytes.len() as u64 };
+            Ok(())
         }
         ReplyBody::Object { handle, start, end, send } => {
             conn.write_all(&response.to_bytes(ResponseFraming::Length(end - start))).await?;
             if !send || is_head {
-                return Ok(0);
+                return Ok(());
             }
             let mut reader = match handle.read(start..end) {
                 Ok(reader) => reader,
@@ -332,22 +334,21 @@ async fn write_reply<C: Connection, D: BlockDevice>(
                     return Err(ConnectionError::Broken);
                 }
             };
-            let mut sent = 0u64;
             while let Some(piece) = reader.next().await {
                 match piece {
                     Ok(bytes) => {
                         conn.write_all(bytes.as_slice()).await?;
-                        sent += bytes.as_slice().len() as u64;
+                        *sent += bytes.as_slice().len() as u64;
                     }
                     Err(error) => {
                         // The head promised more bytes: closing mid-body is
                         // the only honest signal left. Corrupt bytes are never sent.
-                        crate::error!("s3", "object read failed mid-body: {:?}", error; sent = sent);
+                        crate::error!("s3", "object read failed mid-body: {:?}", error; sent = *sent);
                         return Err(ConnectionError::Broken);
                     }
                 }
             }
-            Ok(sent)
+            Ok(())
         }
     }
 }
