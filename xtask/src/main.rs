@@ -22,7 +22,9 @@ commands:
       --admin-port N      host port forwarded to guest 9443 (default 9443)
       --memory MIB        guest memory (default 512)
   stop                  stop a detached VM
-  test [--long]         fmt check, clippy, all tests (with the QEMU smoke test)
+  test [--long]         fmt check, clippy, all tests (with the QEMU smoke test);
+                        --long runs the long load and fault tests
+                        (RUSTCORE_LONG_TESTS=1, kernel/tests/s3_load.rs)
   crash [--cuts N] [--seed S]
                         crash simulation of the store: N power cuts (default
                         10000) over seeds S, S+1, ... (default 1000); prints
@@ -76,7 +78,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                     bail!("unknown option {arg:?} for test\n{USAGE}");
                 }
             }
-            return test();
+            return test(!rest.is_empty());
         }
         "bench" => return bench(rest),
         "crash" => return crash(rest),
@@ -316,7 +318,8 @@ fn cargo(args: &[&str]) -> Command {
     cmd
 }
 
-fn test() -> Result<ExitCode> {
+/// `long`: the load and fault tests run their long variant.
+fn test(long: bool) -> Result<ExitCode> {
     setup_all()?;
     let root = repo_root();
     let steps: Vec<(String, Command)> = vec![
@@ -338,7 +341,11 @@ fn test() -> Result<ExitCode> {
         }
     }
     println!("xtask test: cargo test --workspace");
-    let (status, counts) = run_counting_tests(cargo(&["test", "--workspace"]))?;
+    let mut tests = cargo(&["test", "--workspace"]);
+    if long {
+        tests.env("RUSTCORE_LONG_TESTS", "1");
+    }
+    let (status, counts) = run_counting_tests(tests)?;
     // One closing line with the real totals (cargo prints one line per test
     // binary, the last of which is usually an empty doc-test run).
     println!("xtask test: {} passed, {} failed", counts.passed, counts.failed);
