@@ -427,7 +427,7 @@ async def write(args):
     def log(line):
         os.write(fd, (line + "\n").encode())
 
-    async def writer(w):
+    async def writer():
         nonlocal seq
         conn = None
         while True:
@@ -452,7 +452,7 @@ async def write(args):
             if status == 200:
                 log(f"K {args.round} {mine}")
 
-    await asyncio.gather(*(writer(w) for w in range(args.writers)))
+    await asyncio.gather(*(writer() for _ in range(args.writers)))
 
 
 async def verify(args):
@@ -468,7 +468,7 @@ async def verify(args):
         for number, line in enumerate(f):
             parts = line.split()
             if len(parts) == 6 and parts[0] == "A":
-                _, rnd, seq, key, size, digest = parts
+                _, rnd, seq, key, _size, digest = parts
                 attempts.setdefault(key, []).append((int(rnd), int(seq), digest, number))
             elif len(parts) == 3 and parts[0] == "K":
                 ack_line[(int(parts[1]), int(parts[2]))] = number
@@ -483,7 +483,7 @@ async def verify(args):
     for key, tries in sorted(attempts.items()):
         acked_sent = [t[3] for t in tries if (t[0], t[1]) in acked]
         allowed = set()
-        for rnd, seq, digest, sent_line in tries:
+        for rnd, seq, digest, _ in tries:
             done = acked.get((rnd, seq))
             if done is None or not any(later > done for later in acked_sent):
                 allowed.add(digest)
