@@ -223,6 +223,8 @@ fn lab(name: &str, disk_bytes: u64) -> Lab {
     let root = xtask::repo_root().join("target/image/s3-load").join(name);
     let state = State::at(&root);
     std::fs::create_dir_all(state.logs_dir()).expect("state dir");
+    // A log left by an earlier run would count as this run's first boot.
+    let _ = std::fs::remove_file(state.serial_log());
     let disk = state.virtio_disk();
     let _ = std::fs::remove_file(&disk);
     xtask::qemu::ensure_disk(&disk, disk_bytes).expect("data disk");
