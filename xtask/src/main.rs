@@ -22,7 +22,9 @@ commands:
       --admin-port N      host port forwarded to guest 9443 (default 9443)
       --memory MIB        guest memory (default 1024)
   stop                  stop a detached VM
-  test [--long]         fmt check, clippy, all tests (with the QEMU smoke test)
+  test [--long]         fmt check, clippy, all tests (with the QEMU smoke test);
+                        --long runs the long load and fault tests
+                        (RUSTCORE_LONG_TESTS=1, kernel/tests/s3_load.rs)
   crash [--cuts N] [--seed S]
                         crash simulation of the store: N power cuts (default
                         10000) over seeds S, S+1, ... (default 1000); prints
@@ -78,7 +80,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
                     bail!("unknown option {arg:?} for test\n{USAGE}");
                 }
             }
-            return test();
+            return test(!rest.is_empty());
         }
         "bench" => return bench(rest),
         "crash" => return crash(rest),
@@ -318,7 +320,8 @@ fn cargo(args: &[&str]) -> Command {
     cmd
 }
 
-fn test() -> Result<ExitCode> {
+/// `long`: the load and fault tests run their long variant.
+fn test(long: bool) -> Result<ExitCode> {
     setup_all()?;
     let root = repo_root();
     let steps: Vec<(String, Command)> = vec![
@@ -340,7 +343,11 @@ fn test() -> Result<ExitCode> {
         }
     }
     println!("xtask test: cargo test --workspace");
-    let (status, mut counts) = run_counting_tests(cargo(&["test", "--workspace"]))?;
+    let mut tests = cargo(&["test", "--workspace"]);
+    if long {
+        tests.env("RUSTCORE_LONG_TESTS", "1");
+    }
+    let (status, mut counts) = run_counting_tests(tests)?;
     println!("xtask test: fuzz targets, {FUZZ_SECONDS} s each");
     let (fuzz_passed, fuzz_failed) = xtask::fuzz::smoke(FUZZ_SECONDS)?;
     counts.passed += fuzz_passed;
