@@ -43,11 +43,12 @@ pub fn start<D: InterruptBlockDevice + 'static>(
     };
     drop(spawner.spawn(disk.reaper(&interrupts::EVENTS[usize::from(disk.vector())])));
     let mut config = S3Config::default();
-    // Half the heap for connections, at about 512 KiB each (two 128 KiB
-    // socket buffers, TLS records and state, the request buffer): a
-    // 1 GiB guest serves 1,000 at once, a 512 MiB one about 500.
+    // Half the heap for connections, at about 384 KiB each (two 128 KiB
+    // socket buffers, TLS records and state, the request buffer): a 1 GiB
+    // guest serves 1,000 at once,
+    // a 512 MiB one about 650.
     let heap_bytes = crate::HEAP.stats().heap_size_bytes;
-    config.max_connections = (heap_bytes / 2 / (512 * 1024)).clamp(16, 1000);
+    config.max_connections = (heap_bytes / 2 / (384 * 1024)).clamp(16, 1000);
     if let Some(seconds) = boot.cmdline_value("s3.read_timeout_s").and_then(|s| s.parse::<u64>().ok()) {
         config.read_timeout = core::time::Duration::from_secs(seconds.max(1));
     }

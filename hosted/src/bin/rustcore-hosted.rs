@@ -180,6 +180,8 @@ fn main() -> ExitCode {
     let level =
         std::env::var("RUSTCORE_LOG").ok().and_then(|l| services::log::Level::from_cmdline(&format!("log={l}")));
     services::log::init(&SINK, clock, level.unwrap_or(services::log::Level::Info));
+    // The SSE4.2 CRC32C for every chunk checksum (portable otherwise).
+    hosted::crc::install_hardware_crc32c();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&args) {
         Ok(args) => args,
