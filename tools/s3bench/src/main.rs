@@ -8,8 +8,11 @@
 //!         [--clients 1,8,64] [--repeats 3] [--seconds 1.5]
 //!         [--small-bytes 4096] [--large-bytes 16777216] [--list-keys 10000]
 //!         [--workloads put-small,get-small,put-large,get-large,list]
-//!         [--large-clients-max 64] [--threads 1]
+//!         [--large-clients-max 64] [--threads 1] [--wait-ready SECONDS]
 //! ```
+//!
+//! `--wait-ready`: retry the first request (ListBuckets) that long while
+//! the server does not answer.
 //!
 //! For each repeat, for each client count, it runs each workload for
 //! `--seconds` (every client finishes the operation it has in flight, and
@@ -84,6 +87,7 @@ struct Options {
     workloads: Vec<Workload>,
     large_clients_max: usize,
     threads: usize,
+    wait_ready_s: f64,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, Error> {
@@ -143,6 +147,7 @@ fn parse_options(args: &[String]) -> Result<Options, Error> {
         workloads,
         large_clients_max: number("large-clients-max", "64")?,
         threads: number("threads", "1")?,
+        wait_ready_s: get("wait-ready", Some("0"))?.parse().map_err(|_| "--wait-ready: not a number")?,
     })
 }
 
@@ -240,7 +245,8 @@ async fn run_cell(
     for _ in 0..clients {
         let mut connection = Connection::new(context.options.endpoint.clone(), context.options.signer.clone());
         if let Err(error) = connection.connect().await {
-            let cell = Cell { errors: 1, first_error: Some(format!("connect: {error}")), seconds: 1.0, ..Cell::default() };
+            let cell =
+                Cell { errors: 1, first_error: Some(format!("connect: {error}")), seconds: 1.0, ..Cell::default() };
             return (cell, Vec::new());
         }
         connections.push(connection);
@@ -270,7 +276,8 @@ async fn run_cell(
                             break;
                         }
                         let key = readable[(client + i * clients) % readable.len()].clone();
-                        let expected = if workload.is_large() { context.large_body.len() } else { context.small_body.len() };
+                        let expected =
+                            if workload.is_large() { context.large_body.len() } else { context.small_body.len() };
                         ("GET", key, String::new(), Bytes::new(), expected)
                     }
                     Workload::List => {
@@ -405,9 +412,23 @@ async fn run(options: Options) -> Result<(), Error> {
     });
     let options = &context.options;
 
-    // The negotiated protocol, for the table's notes.
-    let mut probe = Connection::new(options.endpoint.clone(), options.signer.clone());
-    probe.connect().await?;
+    // Waits for the server to answer any HTTP (a store may still be opening
+    // behind a listening socket), and reports the negotiated protocol.
+    let ready_deadline = Instant::now() + Duration::from_secs_f64(options.wait_ready_s);
+    let probe = loop {
+        let mut probe = Connection::new(options.endpoint.clone(), options.signer.clone());
+        let attempt = tokio::time::timeout(Duration::from_secs(2), async {
+            probe.connect().await?;
+            probe.request("GET", "/", "", Bytes::new(), false).await
+        })
+        .await;
+        match attempt {
+            Ok(Ok(_)) => break probe,
+            _ if Instant::now() < ready_deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(Err(error)) => return Err(format!("the server never answered: {error}").into()),
+            Err(_) => return Err("the server never answered (2 s per attempt)".into()),
+        }
+    };
     println!("transport {}", probe.negotiated.as_deref().unwrap_or("plain HTTP/1.1"));
     if options.create_bucket {
         create_bucket(&context).await?;
