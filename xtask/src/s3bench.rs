@@ -60,13 +60,14 @@ struct Load {
 
 impl Load {
     fn full(quick: bool) -> Load {
-        Load { repeats: if quick { 1 } else { 3 }, seconds: 1.5, list_keys: 10_000, large_clients_max: 64 }
+        Load { repeats: if quick { 1 } else { 3 }, seconds: 1.0, list_keys: 10_000, large_clients_max: 64 }
     }
 
-    /// QEMU under TCG is 10–50× slower: fewer list keys, no 64-client
-    /// 16 MiB rows (1 GiB per round through a 26 MB/s TLS path), one repeat.
+    /// QEMU under TCG is 10–50× slower: 1,000 list keys (one page; writing
+    /// 10k takes minutes), no 64-client 16 MiB rows (1 GiB per round), one
+    /// repeat.
     fn qemu() -> Load {
-        Load { repeats: 1, seconds: 1.5, list_keys: 2_000, large_clients_max: 8 }
+        Load { repeats: 1, seconds: 1.0, list_keys: 1_000, large_clients_max: 8 }
     }
 
     fn args(&self) -> Vec<String> {
@@ -115,6 +116,7 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    repeats: usize,
 }
 
 /// A process that is killed (and reaped) when dropped.
@@ -257,7 +259,7 @@ fn measure(
         notes: Vec::new(),
         failure: None,
     };
-    let mut cell_errors = Vec::new();
+    let (mut cell_errors, mut reconnects) = (Vec::new(), 0u64);
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         let fields: BTreeMap<&str, &str> = line.split_whitespace().filter_map(|f| f.split_once('=')).collect();
@@ -265,6 +267,7 @@ fn measure(
             measured.transport = transport.to_string();
         } else if line.starts_with("cell ") {
             eprintln!("bench s3: {label}: {line}");
+            reconnects += fields.get("reconnects").and_then(|r| r.parse::<u64>().ok()).unwrap_or(0);
             if fields.get("errors").is_some_and(|e| *e != "0") {
                 cell_errors.push(line.clone());
             }
@@ -280,6 +283,7 @@ fn measure(
                 p50_ms: number("p50_ms"),
                 p99_ms: number("p99_ms"),
                 errors: number("errors") as u64,
+                repeats: number("repeats") as usize,
             };
             measured.results.insert(key, figures);
         }
@@ -289,6 +293,9 @@ fn measure(
     let wall = started.elapsed().as_secs_f64();
     if let (Some(before), Some(after)) = (cpu_before, cpu_seconds(server_pid)) {
         measured.notes.push(format!("server CPU {:.0} s over {wall:.0} s of load", after - before));
+    }
+    if reconnects > 0 {
+        measured.notes.push(format!("{reconnects} request(s) retried once on a new connection after a reset"));
     }
     if let Some(first) = cell_errors.first() {
         measured.notes.push(format!("{} cell(s) with errors, first: {first}", cell_errors.len()));
@@ -328,8 +335,11 @@ fn peers_root() -> Result<PathBuf> {
 fn ensure_peer(krate: &str, bin: &str, extra: &[&str]) -> Result<(PathBuf, String)> {
     let root = peers_root()?;
     let path = root.join("bin").join(bin);
+    // How long the first install took, kept next to the binaries.
+    let took_file = root.join(format!("{krate}.install-seconds"));
     if path.is_file() {
-        return Ok((path, format!("{krate}: already installed in {}", root.display())));
+        let took = std::fs::read_to_string(&took_file).map(|t| format!(" (first install took {} s)", t.trim()));
+        return Ok((path, format!("{krate}: installed in {}{}", root.display(), took.unwrap_or_default())));
     }
     eprintln!("bench s3: installing {krate} from crates.io into {} (first run only; minutes)", root.display());
     let started = Instant::now();
@@ -343,7 +353,9 @@ fn ensure_peer(krate: &str, bin: &str, extra: &[&str]) -> Result<(PathBuf, Strin
     install.env_remove("CARGO").env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO_TARGET_DIR");
     run_checked(&mut install).with_context(|| format!("cargo install {krate}"))?;
     ensure!(path.is_file(), "cargo install {krate} succeeded but {} is missing", path.display());
-    Ok((path, format!("{krate}: installed in {:.0} s", started.elapsed().as_secs_f64())))
+    let took = format!("{:.0}", started.elapsed().as_secs_f64());
+    std::fs::write(&took_file, &took)?;
+    Ok((path, format!("{krate}: installed now in {took} s")))
 }
 
 /// `garage --version`-style first line of `binary args`.
@@ -400,14 +412,14 @@ pub fn run(args: &[String]) -> Result<()> {
             Ok((garage, how)) => {
                 notes.push(format!("{how}; {}", version_of(&garage, &["--version"])));
                 for fsync in [false, true] {
-                    let label = if fsync { "Garage fsync" } else { "Garage" };
+                    let label = if fsync { "Garage fsync HTTP" } else { "Garage HTTP" };
                     rows.push(
                         measure_garage(&garage, &work, &client, &load, fsync)
                             .unwrap_or_else(|e| Measured::failed(label, format!("{e:#}"))),
                     );
                 }
             }
-            Err(e) => rows.push(Measured::failed("Garage", format!("{e:#}"))),
+            Err(e) => rows.push(Measured::failed("Garage HTTP", format!("{e:#}"))),
         }
     }
     if wanted("s3s-fs") {
@@ -416,10 +428,10 @@ pub fn run(args: &[String]) -> Result<()> {
                 notes.push(format!("{how}; {}", version_of(&s3s, &["--version"])));
                 rows.push(
                     measure_s3s(&s3s, &work, &client, &load)
-                        .unwrap_or_else(|e| Measured::failed("s3s-fs", format!("{e:#}"))),
+                        .unwrap_or_else(|e| Measured::failed("s3s-fs HTTP", format!("{e:#}"))),
                 );
             }
-            Err(e) => rows.push(Measured::failed("s3s-fs", format!("{e:#}"))),
+            Err(e) => rows.push(Measured::failed("s3s-fs HTTP", format!("{e:#}"))),
         }
     }
     println!();
@@ -458,7 +470,7 @@ fn table(rows: &[Measured], load: &Load) -> String {
     for row in rows {
         let _ = write!(out, " {} |", row.label);
     }
-    let _ = writeln!(out, " hosted plain / Garage fsync |");
+    let _ = writeln!(out, " hosted HTTP / Garage fsync HTTP (ops/s) |");
     let _ = writeln!(out, "|---|---|{}---|", "---|".repeat(rows.len()));
     for (workload, title) in WORKLOADS {
         for clients in CLIENTS {
@@ -466,29 +478,33 @@ fn table(rows: &[Measured], load: &Load) -> String {
             for row in rows {
                 let cell = match (&row.failure, row.results.get(&(workload.to_string(), clients))) {
                     (Some(_), _) => "not measured".to_string(),
-                    (None, Some(f)) => figures_text(f, workload),
+                    (None, Some(f)) => figures_text(f, workload, load.repeats),
                     (None, None) => "-".to_string(),
                 };
                 let _ = write!(out, " {cell} |");
             }
-            let ratio = ratio(rows, "Rustcore hosted plain", "Garage fsync", workload, clients);
+            let ratio = ratio(rows, "Rustcore hosted HTTP", "Garage fsync HTTP", workload, clients);
             let _ = writeln!(out, " {ratio} |");
         }
     }
     let _ = writeln!(
         out,
-        "\nCells: ops/s · MB/s · p50/p99 latency in ms (medians of {} run(s)); `-`: not run for this server.",
+        "\nCells: ops/s · MB/s · p50/p99 latency in ms (medians of {} run(s); a cell whose first run took over 8 s \
+         ran once); `-`: not run for this server.",
         load.repeats
     );
     out
 }
 
-fn figures_text(f: &Figures, workload: &str) -> String {
+fn figures_text(f: &Figures, workload: &str, repeats: usize) -> String {
     let mut text = if workload.ends_with("large") {
         format!("{:.1}/s · {:.0} MB/s · {:.0}/{:.0} ms", f.ops_s, f.mb_s, f.p50_ms, f.p99_ms)
     } else {
         format!("{:.0}/s · {:.1} MB/s · {:.1}/{:.1} ms", f.ops_s, f.mb_s, f.p50_ms, f.p99_ms)
     };
+    if f.repeats < repeats {
+        let _ = write!(text, " ({} run)", f.repeats);
+    }
     if f.errors > 0 {
         let _ = write!(text, " ({} errors)", f.errors);
     }
@@ -559,7 +575,7 @@ fn measure_hosted(state: &State, work: &Path, client: &Path, load: &Load) -> Res
     let pid = hosted.0.id();
     let mut tls = measure("Rustcore hosted TLS", client, Some(NETNS), &tls_target, load, pid)?;
     tls.notes.push("one FileDisk request at a time (queue depth 1, O_DIRECT + fdatasync)".into());
-    let plain = measure("Rustcore hosted plain", client, Some(NETNS), &plain_target, load, pid)?;
+    let plain = measure("Rustcore hosted HTTP", client, Some(NETNS), &plain_target, load, pid)?;
     Ok(vec![tls, plain])
 }
 
@@ -644,7 +660,7 @@ fn garage_cli(garage: &Path, config: &Path, args: &[&str]) -> Result<String> {
 /// directories on the real disk; plain HTTP (Garage has no TLS of its own:
 /// its documentation puts a reverse proxy in front).
 fn measure_garage(garage: &Path, work: &Path, client: &Path, load: &Load, fsync: bool) -> Result<Measured> {
-    let label = if fsync { "Garage fsync" } else { "Garage" };
+    let label = if fsync { "Garage fsync HTTP" } else { "Garage HTTP" };
     let dir = work.join(if fsync { "garage-fsync" } else { "garage" });
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -707,5 +723,5 @@ fn measure_s3s(s3s: &Path, work: &Path, client: &Path, load: &Load) -> Result<Me
     let mut server = spawn_logged(command, &dir.join("s3s-fs.log"), "s3s-fs")?;
     wait_for_port(&mut server, port, "s3s-fs")?;
     let target = vec!["--connect".into(), format!("127.0.0.1:{port}"), "--create-bucket".into()];
-    measure("s3s-fs", client, None, &target, load, server.0.id())
+    measure("s3s-fs HTTP", client, None, &target, load, server.0.id())
 }

@@ -55,11 +55,13 @@ pub struct Connection {
     sender: Option<SendRequest<Full<Bytes>>>,
     /// TLS version and cipher suite of the last handshake, for the report.
     pub negotiated: Option<String>,
+    /// Requests retried on a new connection after the old one failed.
+    pub reconnects: u64,
 }
 
 impl Connection {
     pub fn new(endpoint: Arc<Endpoint>, signer: Signer) -> Connection {
-        Connection { endpoint, signer, sender: None, negotiated: None }
+        Connection { endpoint, signer, sender: None, negotiated: None, reconnects: 0 }
     }
 
     /// Opens the connection now (so a timed cell does not include it).
@@ -93,10 +95,22 @@ impl Connection {
         body: Bytes,
         keep_body: bool,
     ) -> Result<Reply, Error> {
-        let result = self.try_request(method, path, query, body, keep_body).await;
+        let reused = self.sender.as_ref().is_some_and(|s| !s.is_closed());
+        let result = self.try_request(method, path, query, body.clone(), keep_body).await;
         if result.is_err() {
             // The connection may be half-used: start a new one next time.
             self.sender = None;
+            // A server may close an idle keep-alive connection as a request
+            // leaves: like other S3 clients, retry once on a new connection
+            // (every request of the bench is idempotent). Counted.
+            if reused {
+                self.reconnects += 1;
+                let retry = self.try_request(method, path, query, body, keep_body).await;
+                if retry.is_err() {
+                    self.sender = None;
+                }
+                return retry;
+            }
         }
         result
     }

@@ -9,6 +9,7 @@
 //!         [--small-bytes 4096] [--large-bytes 16777216] [--list-keys 10000]
 //!         [--workloads put-small,get-small,put-large,get-large,list]
 //!         [--large-clients-max 64] [--threads 1] [--wait-ready SECONDS]
+//!         [--long-cell 8]
 //! ```
 //!
 //! `--wait-ready`: retry the first request (ListBuckets) that long while
@@ -19,7 +20,9 @@
 //! does at least one), printing a `cell` line; then one `result` line per
 //! (workload, clients) with the medians over the repeats. Repeats go round
 //! the whole matrix, so a slow moment of this shared machine hits one
-//! repeat of many cells rather than every repeat of one.
+//! repeat of many cells rather than every repeat of one. A cell whose first
+//! run took longer than `--long-cell` seconds (64 clients of 16 MiB: 1 GiB
+//! per round) is not repeated; its `result` line says `repeats=1`.
 //!
 //! Workloads: `put-small`/`put-large` write new keys (small) or overwrite
 //! one key per client (large, so the disk does not fill); `get-small` and
@@ -88,6 +91,7 @@ struct Options {
     large_clients_max: usize,
     threads: usize,
     wait_ready_s: f64,
+    long_cell_s: f64,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, Error> {
@@ -147,6 +151,7 @@ fn parse_options(args: &[String]) -> Result<Options, Error> {
         workloads,
         large_clients_max: number("large-clients-max", "64")?,
         threads: number("threads", "1")?,
+        long_cell_s: get("long-cell", Some("8"))?.parse().map_err(|_| "--long-cell: not a number")?,
         wait_ready_s: get("wait-ready", Some("0"))?.parse().map_err(|_| "--wait-ready: not a number")?,
     })
 }
@@ -161,6 +166,7 @@ struct Cell {
     errors: u64,
     first_error: Option<String>,
     client_cpu_s: f64,
+    reconnects: u64,
 }
 
 impl Cell {
@@ -191,6 +197,7 @@ struct Share {
     errors: u64,
     first_error: Option<String>,
     written: Vec<String>,
+    reconnects: u64,
 }
 
 impl Share {
@@ -328,6 +335,7 @@ async fn run_cell(
                 }
                 i += 1;
             }
+            share.reconnects = connection.reconnects;
             share
         }));
     }
@@ -343,6 +351,7 @@ async fn run_cell(
             cell.first_error = share.first_error;
         }
         written.extend(share.written);
+        cell.reconnects += share.reconnects;
     }
     cell.seconds = start.elapsed().as_secs_f64();
     cell.client_cpu_s = cpu_seconds() - cpu_before;
@@ -362,7 +371,7 @@ async fn create_bucket(context: &Arc<Context>) -> Result<(), Error> {
     }
 }
 
-/// Writes the keys the list workload walks, 32 at a time.
+/// Writes the keys the list workload walks, 32 at a time (3 tries each).
 async fn fill_list_keys(context: &Arc<Context>) -> Result<(), Error> {
     const WRITERS: usize = 32;
     let mut tasks = Vec::new();
@@ -373,9 +382,17 @@ async fn fill_list_keys(context: &Arc<Context>) -> Result<(), Error> {
             let mut index = writer;
             while index < context.options.list_keys {
                 let path = format!("{}/list/{index:06}", context.bucket_path);
-                let reply = connection.request("PUT", &path, "", Bytes::from_static(b"list entry"), false).await?;
-                if !(200..300).contains(&reply.status) {
-                    return Err::<(), Error>(format!("PUT {path}: {}", describe(&reply)).into());
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match connection.request("PUT", &path, "", Bytes::from_static(b"list entry"), false).await {
+                        Ok(reply) if (200..300).contains(&reply.status) => break,
+                        Ok(reply) if tries >= 3 => {
+                            return Err::<(), Error>(format!("PUT {path}: {}", describe(&reply)).into());
+                        }
+                        Err(error) if tries >= 3 => return Err(format!("PUT {path}: {error}").into()),
+                        _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
                 }
                 index += WRITERS;
             }
@@ -440,23 +457,30 @@ async fn run(options: Options) -> Result<(), Error> {
     }
 
     let mut results: BTreeMap<(Workload, usize), Vec<Cell>> = BTreeMap::new();
+    // (large, clients) -> the keys the last PUT cell of that kind wrote.
+    let mut readable: BTreeMap<(bool, usize), Arc<Vec<String>>> = BTreeMap::new();
     for rep in 0..options.repeats {
         for &clients in &options.clients {
-            let mut readable: BTreeMap<bool, Arc<Vec<String>>> = BTreeMap::new();
             for &workload in &options.workloads {
                 if workload.is_large() && clients > options.large_clients_max {
                     continue;
                 }
-                let keys = readable.get(&workload.is_large()).cloned().unwrap_or_default();
+                // A long cell has done many operations in its one run:
+                // repeating it would cost minutes for little.
+                let first_run_s = results.get(&(workload, clients)).and_then(|cells| cells.first()).map(|c| c.seconds);
+                if first_run_s.is_some_and(|s| s > options.long_cell_s) {
+                    continue;
+                }
+                let keys = readable.get(&(workload.is_large(), clients)).cloned().unwrap_or_default();
                 let (cell, mut written) = run_cell(&context, workload, clients, rep, &keys).await;
                 if matches!(workload, Workload::PutSmall | Workload::PutLarge) {
                     written.sort();
                     written.dedup();
-                    readable.insert(workload.is_large(), Arc::new(written));
+                    readable.insert((workload.is_large(), clients), Arc::new(written));
                 }
                 println!(
                     "cell workload={} clients={clients} rep={rep} ops={} bytes={} secs={:.3} ops_s={:.1} mb_s={:.2} \
-                     p50_ms={:.3} p99_ms={:.3} errors={} client_cpu_pct={:.0}{}",
+                     p50_ms={:.3} p99_ms={:.3} errors={} reconnects={} client_cpu_pct={:.0}{}",
                     workload.name(),
                     cell.ops,
                     cell.payload_bytes,
@@ -466,6 +490,7 @@ async fn run(options: Options) -> Result<(), Error> {
                     cell.percentile_ms(50),
                     cell.percentile_ms(99),
                     cell.errors,
+                    cell.reconnects,
                     cell.client_cpu_s / cell.seconds * 100.0,
                     cell.first_error.as_deref().map(|e| format!(" first_error={e:?}")).unwrap_or_default()
                 );
