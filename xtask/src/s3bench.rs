@@ -434,6 +434,13 @@ pub fn run(args: &[String]) -> Result<()> {
             Err(e) => rows.push(Measured::failed("s3s-fs HTTP", format!("{e:#}"))),
         }
     }
+    // The servers are stopped: drop what they stored (gigabytes), keep logs.
+    for data in
+        ["hosted-data.img", "garage/data", "garage/meta", "garage-fsync/data", "garage-fsync/meta", "s3s-fs/root"]
+    {
+        remove_quietly(&work.join(data));
+    }
+    remove_quietly(&State::at(&work.join("qemu")).dir().join("bench-disk.img"));
     println!();
     print!("{}", table(&rows, &load));
     println!();
@@ -461,6 +468,10 @@ pub fn run(args: &[String]) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn remove_quietly(path: &Path) {
+    let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
 }
 
 /// The table: one row per workload and client count, one column per server.
