@@ -553,9 +553,10 @@ fn measure_hosted(state: &State, work: &Path, client: &Path, load: &Load) -> Res
     command.arg("--key").arg(&certificates.server_key).arg("--data").arg(&data);
     command.args(["--data-bytes", &HOSTED_DATA_BYTES.to_string(), "--keys"]).arg(&keys_dir);
     command.args(["--plain-port", &HOSTED_PLAIN_PORT.to_string()]);
-    // It prints its ready line before the store is open; s3bench's
-    // `--wait-ready` covers the rest (hosted prints no log lines).
-    let hosted = start(command, "rustcore-hosted ready", "rustcore-hosted")?;
+    // Its JSON log (one access-log line per request at the default level,
+    // as the appliance writes to its serial console) says when the store
+    // is open; `start` keeps draining it.
+    let hosted = start(command, "\"msg\":\"s3 listening\"", "rustcore-hosted")?;
     let credentials_args = |mut target: Vec<String>| {
         // The hosted store knows the admin key, not the peers' bench key:
         // later arguments win in s3bench's parser.
