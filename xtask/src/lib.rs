@@ -10,6 +10,8 @@
 //! - [`state`]: `.rustcore/` at the repo root (disks, logs, pid file).
 //! - [`netbench`]: `bench net`, the hosted network stack against Linux in
 //!   network namespaces.
+//! - [`s3bench`]: `bench s3`, Rustcore against Garage and s3s-fs under the
+//!   same S3 load (`tools/s3bench`).
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ pub mod fuzz;
 pub mod image;
 pub mod netbench;
 pub mod qemu;
+pub mod s3bench;
 pub mod setup;
 pub mod state;
 

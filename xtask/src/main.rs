@@ -31,7 +31,9 @@ commands:
                         the seed of any failure
   admin <command>       the admin API of a running VM (keys, grants, quotas,
                         renames); `cargo xtask admin help` lists the commands
-  bench <name>          benchmarks; names: platform, net (root: netns + TAP), storage
+  bench <name>          benchmarks; names: platform, net (root: netns + TAP), storage,
+                        s3 [--quick] [--only hosted,qemu,garage,s3s-fs] (root: Rustcore
+                        against Garage and s3s-fs under one S3 load, one table)
 ";
 
 /// The serial line that says the service is up.
@@ -40,7 +42,7 @@ const READY_NEEDLE: &str = "\"msg\":\"ready\"";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Seconds each fuzz target runs in `cargo xtask test`.
 const FUZZ_SECONDS: u32 = 15;
-const BENCHES: [&str; 3] = ["platform", "net", "storage"];
+const BENCHES: [&str; 4] = ["platform", "net", "storage", "s3"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -433,6 +435,10 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         }
         [name] if name == "net" => {
             xtask::netbench::run()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        [name, options @ ..] if name == "s3" => {
+            xtask::s3bench::run(options)?;
             Ok(ExitCode::SUCCESS)
         }
         [name] if name == "storage" => {
