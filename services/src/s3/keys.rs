@@ -133,8 +133,7 @@ impl StoreKeys {
         let mut bytes = [0u8; keystore::SIGV4_RANDOM_BYTES];
         random(&mut bytes);
         let (record, secret) = self.keystore.lock().create_sigv4(name, admin, now_ms, &bytes)?;
-        store.system_put(KEYS_NAMESPACE, &record.access_key_id, record.to_bytes()).await?;
-        self.keystore.lock().insert(record.clone())?;
+        self.add(store, &record).await?;
         Ok((record, secret))
     }
 
@@ -150,9 +149,16 @@ impl StoreKeys {
         let mut bytes = [0u8; security::apikey::RANDOM_BYTES];
         random(&mut bytes);
         let (record, key) = self.keystore.lock().create_api_key(name, admin, now_ms, &bytes);
+        self.add(store, &record).await?;
+        Ok((record, key))
+    }
+
+    /// Stores a new record, then makes it usable (never usable before it
+    /// is durable).
+    async fn add<D: BlockDevice>(&self, store: &Store<D>, record: &KeyRecord) -> Result<(), KeysError> {
         store.system_put(KEYS_NAMESPACE, &record.access_key_id, record.to_bytes()).await?;
         self.keystore.lock().insert(record.clone())?;
-        Ok((record, key))
+        Ok(())
     }
 
     /// Revokes a key: durable first, then refused. `Ok(false)`: no such key.

@@ -82,15 +82,14 @@ impl Drop for Active {
     }
 }
 
-/// Serves S3 over TLS on `listener` forever.
-pub async fn serve_tls<D: BlockDevice + 'static, A: Authenticator + 'static>(
-    service: Rc<S3Service<D, A>>,
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-    timers: Timers,
-    spawner: Spawner,
-    stats: Arc<ListenStats>,
-) {
+/// The next connection that may be served: accept errors are logged and
+/// retried, connections over the limit are reset.
+async fn admitted(
+    listener: &TcpListener,
+    timers: &Timers,
+    stats: &Arc<ListenStats>,
+    max: usize,
+) -> (TcpStream, Active) {
     loop {
         let tcp = match listener.accept().await {
             Ok(tcp) => tcp,
@@ -101,10 +100,24 @@ pub async fn serve_tls<D: BlockDevice + 'static, A: Authenticator + 'static>(
             }
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let Some(active) = Active::admit(&stats, service.config.max_connections) else {
-            tcp.abort();
-            continue;
-        };
+        match Active::admit(stats, max) {
+            Some(active) => return (tcp, active),
+            None => tcp.abort(),
+        }
+    }
+}
+
+/// Serves S3 over TLS on `listener` forever.
+pub async fn serve_tls<D: BlockDevice + 'static, A: Authenticator + 'static>(
+    service: Rc<S3Service<D, A>>,
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    timers: Timers,
+    spawner: Spawner,
+    stats: Arc<ListenStats>,
+) {
+    loop {
+        let (tcp, active) = admitted(&listener, &timers, &stats, service.config.max_connections).await;
         let (service, config, timers, stats) = (service.clone(), config.clone(), timers.clone(), stats.clone());
         drop(spawner.spawn(async move {
             let _active = active;
@@ -140,19 +153,7 @@ pub async fn serve_plain<D: BlockDevice + 'static, A: Authenticator + 'static>(
     stats: Arc<ListenStats>,
 ) {
     loop {
-        let mut tcp = match listener.accept().await {
-            Ok(tcp) => tcp,
-            Err(error) => {
-                crate::warn!("s3", "accept failed: {}", error);
-                timers.sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let Some(active) = Active::admit(&stats, service.config.max_connections) else {
-            tcp.abort();
-            continue;
-        };
+        let (mut tcp, active) = admitted(&listener, &timers, &stats, service.config.max_connections).await;
         let (service, timers, stats) = (service.clone(), timers.clone(), stats.clone());
         drop(spawner.spawn(async move {
             let _active = active;
