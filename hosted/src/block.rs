@@ -5,20 +5,107 @@
 //! and then the page cache is used: said by `direct_io()`), so benchmarks
 //! measure the disk and not memory; `IoBuf`s are page-aligned, which
 //! O_DIRECT needs. `flush` is `fdatasync`: the data and the metadata needed
-//! to read it back are durable when it returns. The I/O is synchronous
-//! (positioned reads and writes); the futures complete when polled.
+//! to read it back are durable when it returns. By default the I/O is
+//! synchronous (positioned reads and writes; the futures complete when
+//! polled). [`FileDisk::with_io_threads`] moves it to helper threads: the
+//! executor's thread then keeps serving the network while requests are in
+//! flight, several at a time, and concurrent commits can share a flush.
+//! A completion wakes its task from the helper thread, as the TAP reader's
+//! interrupt does.
 
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use storage::block::{BlockDevice, BlockError, Geometry, IoBuf, IoResult};
 
 pub struct FileDisk {
-    file: File,
+    file: Arc<File>,
     geometry: Geometry,
     direct_io: bool,
+    /// Requests go to the helper threads through this, when there are any.
+    jobs: Option<Mutex<Sender<Job>>>,
+}
+
+enum Work {
+    Read { offset: u64, lba: u64, buf: IoBuf },
+    Write { offset: u64, lba: u64, buf: IoBuf },
+    Flush,
+}
+
+/// Where a helper thread leaves a finished request for its future.
+#[derive(Default)]
+struct Slot {
+    done: Option<(Result<(), BlockError>, Option<IoBuf>)>,
+    waker: Option<Waker>,
+}
+
+struct Job {
+    work: Work,
+    slot: Arc<Mutex<Slot>>,
+}
+
+fn perform(file: &File, work: Work) -> (Result<(), BlockError>, Option<IoBuf>) {
+    match work {
+        Work::Read { offset, lba, mut buf } => {
+            let result = file.read_exact_at(buf.as_mut_slice(), offset).map_err(|_| io_error(lba));
+            (result, Some(buf))
+        }
+        Work::Write { offset, lba, buf } => {
+            let result = file.write_all_at(buf.as_slice(), offset).map_err(|_| io_error(lba));
+            (result, Some(buf))
+        }
+        Work::Flush => (file.sync_data().map_err(|_| io_error(0)), None),
+    }
+}
+
+fn helper(file: Arc<File>, jobs: Arc<Mutex<Receiver<Job>>>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok(Job { work, slot }) = job else { return };
+        let outcome = perform(&file, work);
+        let waker = {
+            let Ok(mut slot) = slot.lock() else { return };
+            slot.done = Some(outcome);
+            slot.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// A request handed to the helper threads; resolves when one finished it.
+/// Dropped early, the request still completes (the helper owns the buffer
+/// until then) and its result is discarded.
+struct InFlight {
+    slot: Arc<Mutex<Slot>>,
+}
+
+impl Future for InFlight {
+    type Output = (Result<(), BlockError>, Option<IoBuf>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Ok(mut slot) = self.slot.lock() else {
+            return Poll::Ready((Err(BlockError::DeviceGone), None));
+        };
+        match slot.done.take() {
+            Some(outcome) => Poll::Ready(outcome),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
 }
 
 impl FileDisk {
@@ -42,7 +129,39 @@ impl FileDisk {
             queue_depth: 1,
             supports_discard: false,
         };
-        Ok(Self { file, geometry, direct_io })
+        Ok(Self { file: Arc::new(file), geometry, direct_io, jobs: None })
+    }
+
+    /// Does the I/O on `threads` helper threads, up to that many requests
+    /// at a time (the queue depth the store sees).
+    pub fn with_io_threads(mut self, threads: usize) -> io::Result<Self> {
+        let threads = threads.max(1);
+        let (sender, receiver) = channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..threads {
+            let (file, receiver) = (self.file.clone(), receiver.clone());
+            std::thread::Builder::new().name(format!("filedisk-{index}")).spawn(move || helper(file, receiver))?;
+        }
+        self.jobs = Some(Mutex::new(sender));
+        self.geometry.queue_depth = u16::try_from(threads).unwrap_or(u16::MAX);
+        Ok(self)
+    }
+
+    /// Hands `work` to a helper thread; `None` without helper threads.
+    fn submit(&self, work: Work) -> Result<InFlight, Work> {
+        let Some(jobs) = &self.jobs else { return Err(work) };
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        let sent = jobs
+            .lock()
+            .map_err(|_| ())
+            .and_then(|sender| sender.send(Job { work, slot: slot.clone() }).map_err(|_| ()));
+        match sent {
+            Ok(()) => Ok(InFlight { slot }),
+            // The helpers are gone: nothing can be done on this device.
+            Err(()) => Ok(InFlight {
+                slot: Arc::new(Mutex::new(Slot { done: Some((Err(BlockError::DeviceGone), None)), waker: None })),
+            }),
+        }
     }
 
     /// Whether the page cache is bypassed.
@@ -59,29 +178,46 @@ fn io_error(lba: u64) -> BlockError {
     BlockError::Io { lba }
 }
 
+impl FileDisk {
+    /// A read or write, on a helper thread or here.
+    async fn run(&self, work: Work) -> IoResult {
+        let (result, buf) = match self.submit(work) {
+            Ok(in_flight) => in_flight.await,
+            Err(work) => perform(&self.file, work),
+        };
+        match buf {
+            Some(buf) => (result, buf),
+            // Only when the helper threads are gone: the buffer went with them.
+            None => (result.and(Err(BlockError::DeviceGone)), IoBuf::zeroed(0)),
+        }
+    }
+}
+
 impl BlockDevice for FileDisk {
     fn geometry(&self) -> Geometry {
         self.geometry
     }
 
-    async fn read(&self, lba: u64, mut buf: IoBuf) -> IoResult {
+    async fn read(&self, lba: u64, buf: IoBuf) -> IoResult {
         if let Err(error) = self.geometry.check(lba, buf.len()) {
             return (Err(error), buf);
         }
-        let result = self.file.read_exact_at(buf.as_mut_slice(), self.offset(lba)).map_err(|_| io_error(lba));
-        (result, buf)
+        self.run(Work::Read { offset: self.offset(lba), lba, buf }).await
     }
 
     async fn write(&self, lba: u64, buf: IoBuf) -> IoResult {
         if let Err(error) = self.geometry.check(lba, buf.len()) {
             return (Err(error), buf);
         }
-        let result = self.file.write_all_at(buf.as_slice(), self.offset(lba)).map_err(|_| io_error(lba));
-        (result, buf)
+        self.run(Work::Write { offset: self.offset(lba), lba, buf }).await
     }
 
     async fn flush(&self) -> Result<(), BlockError> {
-        self.file.sync_data().map_err(|_| io_error(0))
+        let (result, _) = match self.submit(Work::Flush) {
+            Ok(in_flight) => in_flight.await,
+            Err(work) => perform(&self.file, work),
+        };
+        result
     }
 }
 
@@ -90,6 +226,7 @@ mod tests {
     use super::*;
     use std::future::Future;
     use std::pin::pin;
+    use std::rc::Rc;
     use std::task::{Context, Poll, Waker};
 
     fn now<F: Future>(future: F) -> F::Output {
@@ -121,6 +258,47 @@ mod tests {
         let (result, buf) = now(disk.read(10, IoBuf::zeroed(8192)));
         result.unwrap();
         assert_eq!(buf.as_slice(), &data[..]);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn helper_threads_serve_many_requests_at_once() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/hosted-block-test");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("threaded-{}.img", std::process::id()));
+        let disk = Rc::new(FileDisk::open(&path, 4096, 4 << 20).unwrap().with_io_threads(4).unwrap());
+        assert_eq!(disk.geometry().queue_depth, 4);
+        let mut runtime = crate::Runtime::new();
+        let spawner = runtime.spawner();
+        let block = |i: u64| -> Vec<u8> { (0..4096u64).map(|b| (b * 31 + i * 7) as u8).collect() };
+        runtime.block_on(async {
+            // 64 writes in flight at once, then a flush, then 64 reads.
+            let writes: Vec<_> = (0..64u64)
+                .map(|i| {
+                    let disk = disk.clone();
+                    let data = block(i);
+                    spawner.spawn(async move { disk.write(i, IoBuf::from_slice(&data)).await.0 })
+                })
+                .collect();
+            for write in writes {
+                write.await.unwrap();
+            }
+            disk.flush().await.unwrap();
+            let reads: Vec<_> = (0..64u64)
+                .map(|i| {
+                    let disk = disk.clone();
+                    spawner.spawn(async move { disk.read(i, IoBuf::zeroed(4096)).await })
+                })
+                .collect();
+            for (i, read) in reads.into_iter().enumerate() {
+                let (result, buf) = read.await;
+                result.unwrap();
+                assert_eq!(buf.as_slice(), &block(i as u64)[..], "block {i}");
+            }
+            // Checks still come first, on this thread.
+            let (result, _) = disk.read(1 << 20, IoBuf::zeroed(4096)).await;
+            assert!(matches!(result, Err(BlockError::OutOfRange { .. })));
+        });
         std::fs::remove_file(&path).unwrap();
     }
 }

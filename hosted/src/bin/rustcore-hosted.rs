@@ -41,6 +41,8 @@ use services::sink::SINK_BACKLOG;
 const USAGE: &str = "usage: rustcore-hosted --tap NAME --ip ADDR/PREFIX --cert CHAIN.pem --key KEY.pem \
                      [--data FILE --keys DIR [--data-bytes N] [--plain-port N]] [--sink-port 5001] [--tls-sink-port 5443]";
 const ADMIN_PORT: u16 = 9443;
+/// Requests the data file may have in flight at once.
+const DISK_IO_THREADS: usize = 8;
 
 #[derive(Debug)]
 struct Args {
@@ -137,7 +139,11 @@ fn platform_metrics(stack: Stack) -> services::s3::server::PlatformMetrics {
 
 /// The data disk and the keys for the S3 service.
 fn s3_options(args: &Args, data: &str, keys: &str) -> Result<(FileDisk, NodeKey, Bootstrap), String> {
-    let disk = FileDisk::open(std::path::Path::new(data), 512, args.data_bytes).map_err(|e| format!("{data}: {e}"))?;
+    // The disk's I/O on helper threads: the executor's thread keeps serving
+    // the network meanwhile, and concurrent commits share flushes.
+    let disk = FileDisk::open(std::path::Path::new(data), 512, args.data_bytes)
+        .and_then(|disk| disk.with_io_threads(DISK_IO_THREADS))
+        .map_err(|e| format!("{data}: {e}"))?;
     let dir = std::path::Path::new(keys);
     let files: Vec<(String, Vec<u8>)> = ["node.key", "admin", "admin-token"]
         .iter()
