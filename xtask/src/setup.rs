@@ -56,9 +56,15 @@ pub fn missing(installed: &str) -> (Vec<&'static str>, bool) {
 
 /// Host programs the appliance's tooling and tests run, with the Debian
 /// package that provides each: QEMU, and `openssl`/`tar` (the boot archive
-/// with its certificates), `curl` (the HTTPS test).
-const HOST_TOOLS: [(&str, &str); 4] =
-    [("qemu-system-x86_64", "qemu-system-x86"), ("openssl", "openssl"), ("tar", "tar"), ("curl", "curl")];
+/// with its certificates), `curl` (the HTTPS test), `ip` (network namespaces
+/// and TAP devices for the hosted client suite and the benchmarks).
+const HOST_TOOLS: [(&str, &str); 5] = [
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("openssl", "openssl"),
+    ("tar", "tar"),
+    ("curl", "curl"),
+    ("ip", "iproute2"),
+];
 
 /// Makes sure every program in `HOST_TOOLS` is on PATH: installs the missing
 /// Debian packages when running as root, otherwise says what to run.
