@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use fs::state::MetaState;
 use fs::store::{Store, StoreError};
 use spin::Mutex;
 use storage::block::BlockDevice;
@@ -68,8 +69,9 @@ pub struct EventQueue {
     capacity: usize,
     next_seq: AtomicU64,
     dropped: AtomicU64,
-    /// Serializes staging so sequence numbers and trimming agree.
-    lock: Mutex<()>,
+    /// Events held now, so that an emit need not count the namespace; its
+    /// lock also serializes staging so sequence numbers and trimming agree.
+    held: Mutex<usize>,
     region: String,
 }
 
@@ -110,28 +112,34 @@ fn record_json(event: &Event<'_>, seq: u64, region: &str) -> String {
     out
 }
 
+/// The stored events from sequence key `from` on, oldest first:
+/// (sequence key, record JSON).
+fn events_from<'s>(state: &'s MetaState, from: &str) -> impl Iterator<Item = (&'s str, &'s Vec<u8>)> {
+    state
+        .system
+        .range((String::from(EVENTS_NAMESPACE), String::from(from))..)
+        .take_while(|((ns, _), _)| ns == EVENTS_NAMESPACE)
+        .map(|((_, key), value)| (key.as_str(), value))
+}
+
 impl EventQueue {
     /// Resumes after the events already stored.
     pub fn open<D: BlockDevice>(store: &Store<D>, capacity: usize, region: &str) -> Self {
-        let (last, dropped) = store.with_state(|state| {
-            let last = state
-                .system
-                .range((String::from(EVENTS_NAMESPACE), String::new())..)
-                .take_while(|((ns, _), _)| ns == EVENTS_NAMESPACE)
-                .filter_map(|((_, key), _)| u64::from_str_radix(key, 16).ok())
-                .max();
+        let (last, held, dropped) = store.with_state(|state| {
+            let seqs: Vec<u64> =
+                events_from(state, "").filter_map(|(key, _)| u64::from_str_radix(key, 16).ok()).collect();
             let dropped = state
                 .system
                 .get(&(String::from(STATE_NAMESPACE), String::from(DROPPED_KEY)))
                 .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
                 .map_or(0, u64::from_le_bytes);
-            (last, dropped)
+            (seqs.iter().copied().max(), seqs.len(), dropped)
         });
         Self {
             capacity: capacity.max(1),
             next_seq: AtomicU64::new(last.map_or(1, |l| l + 1)),
             dropped: AtomicU64::new(dropped),
-            lock: Mutex::new(()),
+            held: Mutex::new(held),
             region: String::from(region),
         }
     }
@@ -143,21 +151,16 @@ impl EventQueue {
     /// Stages the event (durable with the next commit); drops the oldest
     /// when the queue is full.
     pub fn emit<D: BlockDevice>(&self, store: &Store<D>, event: &Event<'_>) -> Result<(), StoreError> {
-        let _turn = self.lock.lock();
+        let mut held = self.held.lock();
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         store.stage_system_put(EVENTS_NAMESPACE, &seq_key(seq), record_json(event, seq, &self.region).into_bytes())?;
-        let (count, oldest) = store.with_state(|state| {
-            let mut events = state
-                .system
-                .range((String::from(EVENTS_NAMESPACE), String::new())..)
-                .take_while(|((ns, _), _)| ns == EVENTS_NAMESPACE);
-            let oldest = events.next().map(|((_, key), _)| key.clone());
-            (1 + events.count(), oldest)
-        });
-        if count > self.capacity
-            && let Some(oldest) = oldest
+        *held += 1;
+        if *held > self.capacity
+            && let Some(oldest) =
+                store.with_state(|state| events_from(state, "").next().map(|(key, _)| String::from(key)))
         {
             store.stage_system_delete(EVENTS_NAMESPACE, &oldest)?;
+            *held -= 1;
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             store.stage_system_put(STATE_NAMESPACE, DROPPED_KEY, dropped.to_le_bytes().to_vec())?;
         }
@@ -167,11 +170,8 @@ impl EventQueue {
     /// Up to `max` events after `after`, oldest first: (sequence, record JSON).
     pub fn list<D: BlockDevice>(&self, store: &Store<D>, after: u64, max: usize) -> Vec<(u64, String)> {
         store.with_state(|state| {
-            state
-                .system
-                .range((String::from(EVENTS_NAMESPACE), seq_key(after.saturating_add(1)))..)
-                .take_while(|((ns, _), _)| ns == EVENTS_NAMESPACE)
-                .filter_map(|((_, key), value)| {
+            events_from(state, &seq_key(after.saturating_add(1)))
+                .filter_map(|(key, value)| {
                     Some((u64::from_str_radix(key, 16).ok()?, String::from_utf8(value.clone()).ok()?))
                 })
                 .take(max)
@@ -181,21 +181,23 @@ impl EventQueue {
 
     /// Removes every event up to and including `upto`; durable on return.
     pub async fn ack<D: BlockDevice>(&self, store: &Store<D>, upto: u64) -> Result<usize, StoreError> {
-        let keys: Vec<String> = store.with_state(|state| {
-            state
-                .system
-                .range(
-                    (String::from(EVENTS_NAMESPACE), String::new())
-                        ..(String::from(EVENTS_NAMESPACE), seq_key(upto.saturating_add(1))),
-                )
-                .map(|((_, key), _)| key.clone())
-                .collect()
-        });
-        for key in &keys {
-            store.stage_system_delete(EVENTS_NAMESPACE, key)?;
-        }
+        let removed = {
+            let mut held = self.held.lock();
+            let until = seq_key(upto.saturating_add(1));
+            let keys: Vec<String> = store.with_state(|state| {
+                events_from(state, "")
+                    .take_while(|(key, _)| *key < until.as_str())
+                    .map(|(key, _)| String::from(key))
+                    .collect()
+            });
+            for key in &keys {
+                store.stage_system_delete(EVENTS_NAMESPACE, key)?;
+                *held -= 1;
+            }
+            keys.len()
+        };
         store.sync().await?;
-        Ok(keys.len())
+        Ok(removed)
     }
 
     /// Makes staged events durable (for a periodic task).

@@ -23,6 +23,8 @@ use storage::version::{Entry, VersionId, Versioning};
 use super::io::{ConnIo, Connection, ReadError};
 use super::payload::{PayloadError, PayloadReader};
 use super::{Authenticator, BodyCheck, Principal, Reply, ReplyBody, S3Service};
+use security::checksum::ChecksumAlgorithm;
+
 use crate::events::{Event, EventName};
 use crate::s3::addressing::{decode, parse_query, resolve_target};
 use crate::s3::error::{S3Error, S3ErrorCode};
@@ -59,14 +61,6 @@ pub(crate) struct Access {
 /// `x-amz-meta-*` and `Content-Type`.
 const STORED_HEADERS: [&str; 5] =
     ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
-
-const CHECKSUM_ALGORITHMS: [(&str, &str); 5] = [
-    ("CRC32", "x-amz-checksum-crc32"),
-    ("CRC32C", "x-amz-checksum-crc32c"),
-    ("CRC64NVME", "x-amz-checksum-crc64nvme"),
-    ("SHA1", "x-amz-checksum-sha1"),
-    ("SHA256", "x-amz-checksum-sha256"),
-];
 
 pub(crate) fn store_error(error: &StoreError) -> S3ErrorCode {
     match error {
@@ -904,14 +898,7 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
         request: &mut Request<'_>,
     ) -> Result<(WrittenObject<'s, SpaceCell>, Vec<(String, String)>), HandlerError> {
         let headers = &request.head.headers;
-        let declared = match headers.get("x-amz-decoded-content-length") {
-            Some(text) => Some(text.trim().parse::<u64>().map_err(|_| S3ErrorCode::InvalidArgument)?),
-            None => match request.head.body {
-                crate::s3::http::BodyFraming::Length(n) => Some(n),
-                crate::s3::http::BodyFraming::Chunked => None,
-                crate::s3::http::BodyFraming::None => Some(0),
-            },
-        };
+        let declared = declared_size(request)?;
         let max = self.service.config.max_object_bytes;
         if declared.is_some_and(|n| n > max) {
             return Err(S3ErrorCode::EntityTooLarge.into());
@@ -941,7 +928,7 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
         validate_object_key(request.key())?;
         let mut info = put_info(&request.head.headers)?;
         // Refuse over quota before reading the body, when its size is known.
-        if let Some(size) = declared_size(request) {
+        if let Some(size) = declared_size(request)? {
             self.service
                 .store
                 .with_state(|state| state.put_fits_quota(request.bucket(), request.key(), size))
@@ -1299,8 +1286,8 @@ fn object_headers(
 
 fn add_checksum_headers(response: &mut crate::s3::http::Response, checksums: &[(String, String)]) {
     for (algorithm, value) in checksums {
-        if let Some((_, header)) = CHECKSUM_ALGORITHMS.iter().find(|(name, _)| name.eq_ignore_ascii_case(algorithm)) {
-            response.header(header, value);
+        if let Some(algorithm) = ChecksumAlgorithm::from_algorithm_name(algorithm) {
+            response.header(algorithm.header_name(), value);
         }
     }
 }
@@ -1362,14 +1349,17 @@ fn check_copy_conditions(headers: &Headers, etag: &str, last_modified_ms: u64) -
     Ok(())
 }
 
-/// The payload size the client announced, if any.
-fn declared_size(request: &Request<'_>) -> Option<u64> {
+/// The payload size the client announced: the decoded length of an
+/// aws-chunked body, else the HTTP framing's (`None`: plain chunked, not
+/// known until the end).
+fn declared_size(request: &Request<'_>) -> Result<Option<u64>, S3ErrorCode> {
     match request.header("x-amz-decoded-content-length") {
-        Some(text) => text.trim().parse().ok(),
-        None => match request.head.body {
+        Some(text) => text.trim().parse().map(Some).map_err(|_| S3ErrorCode::InvalidArgument),
+        None => Ok(match request.head.body {
             crate::s3::http::BodyFraming::Length(n) => Some(n),
-            _ => None,
-        },
+            crate::s3::http::BodyFraming::Chunked => None,
+            crate::s3::http::BodyFraming::None => Some(0),
+        }),
     }
 }
 
