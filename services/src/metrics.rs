@@ -47,6 +47,15 @@ impl RequestMetrics {
         self.latency.lock().entry(operation).or_default().observe(ms);
     }
 
+    /// Responses with a 4xx and with a 5xx status.
+    pub fn errors(&self) -> (u64, u64) {
+        let by_status = self.by_status.lock();
+        let sum = |range: core::ops::Range<u16>| {
+            by_status.iter().filter(|((_, status), _)| range.contains(status)).map(|(_, count)| count).sum()
+        };
+        (sum(400..500), sum(500..600))
+    }
+
     pub fn write(&self, out: &mut Exposition) {
         out.family("rustcore_s3_requests_total", "counter", "S3 requests by operation and HTTP status.");
         for ((operation, status), count) in self.by_status.lock().iter() {

@@ -50,6 +50,12 @@ fn error(status: u16, message: &str) -> Json {
     Json(status, body)
 }
 
+/// A store error as the S3 layer names it.
+fn store_failure(failed: &fs::store::StoreError) -> Json {
+    let code = store_error(failed);
+    error(code.status(), code.as_str())
+}
+
 fn key_json(out: &mut String, record: &KeyRecord) {
     let kind = match record.kind {
         KeyKind::SigV4 { .. } => "sigv4",
@@ -114,9 +120,10 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
             "Response body bytes sent.",
             stats.bytes_out.load(Relaxed),
         );
+        let (errors_4xx, errors_5xx) = self.requests.errors();
         out.family("rustcore_s3_errors_total", "counter", "Error responses by class.");
-        out.sample("rustcore_s3_errors_total", &[("class", "4xx")], stats.errors_4xx.load(Relaxed));
-        out.sample("rustcore_s3_errors_total", &[("class", "5xx")], stats.errors_5xx.load(Relaxed));
+        out.sample("rustcore_s3_errors_total", &[("class", "4xx")], errors_4xx);
+        out.sample("rustcore_s3_errors_total", &[("class", "5xx")], errors_5xx);
         let listen = &self.listen;
         out.single(
             "rustcore_tcp_connections_accepted_total",
@@ -371,7 +378,7 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
                 };
                 match self.store.set_grant(bucket, key, caps).await {
                     Ok(()) => Json(200, format!("{{\"caps\":\"{}\"}}", capability_names(caps))),
-                    Err(e) => error(store_error(&e).status(), store_error(&e).as_str()),
+                    Err(e) => store_failure(&e),
                 }
             }
             (Method::Put, ["v1", "buckets", bucket, "quota"]) => {
@@ -382,7 +389,7 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
                 };
                 match self.store.set_quota(bucket, Quota { max_bytes, max_objects }).await {
                     Ok(()) => Json(200, String::from("{\"quota\":\"set\"}")),
-                    Err(e) => error(store_error(&e).status(), store_error(&e).as_str()),
+                    Err(e) => store_failure(&e),
                 }
             }
             (Method::Post, ["v1", "buckets", bucket, "rename"]) => {
@@ -394,7 +401,7 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
                 }
                 match self.store.rename_bucket(bucket, to).await {
                     Ok(()) => Json(200, String::from("{\"renamed\":true}")),
-                    Err(e) => error(store_error(&e).status(), store_error(&e).as_str()),
+                    Err(e) => store_failure(&e),
                 }
             }
             _ => error(404, "no such admin endpoint"),

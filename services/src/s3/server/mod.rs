@@ -102,12 +102,10 @@ impl Default for S3Config {
     }
 }
 
-/// Request counters for logs and metrics.
+/// Body byte counters for metrics (requests and errors by status are in
+/// [`crate::metrics::RequestMetrics`]).
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub requests: AtomicU64,
-    pub errors_4xx: AtomicU64,
-    pub errors_5xx: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
 }
@@ -227,7 +225,6 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
     async fn serve_request<C: Connection>(&self, io: &mut ConnIo<'_, C>, head: RequestHead) -> bool {
         let request_id = self.request_id();
         let started_ms = self.now_ms();
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let is_head = head.method == crate::s3::http::Method::Head;
         let keep_alive = head.keep_alive;
         let mut access = ops::Access::default();
@@ -261,11 +258,6 @@ impl<D: BlockDevice, A: Authenticator> S3Service<D, A> {
             }
         }
         let status = reply.response.status();
-        match status {
-            400..=499 => self.stats.errors_4xx.fetch_add(1, Ordering::Relaxed),
-            500.. => self.stats.errors_5xx.fetch_add(1, Ordering::Relaxed),
-            _ => 0,
-        };
         if !reply.response.headers().any(|(name, _)| name.eq_ignore_ascii_case("x-amz-request-id")) {
             reply.response.header("x-amz-request-id", &request_id);
         }
