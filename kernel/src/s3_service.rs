@@ -10,9 +10,9 @@ use services::s3::server::S3Config;
 use services::s3::setup::{self, ServeOptions};
 
 use crate::arch::interrupts;
+use crate::drivers::block::InterruptBlockDevice;
 use crate::network::{ADMIN_BACKLOG, ADMIN_PORT, HTTPS_PORT, LISTEN_BACKLOG, Running};
 use crate::pvh::BootInfo;
-use crate::selftest::InterruptBlockDevice;
 use crate::{rng, time};
 
 fn now_unix_ms() -> u64 {

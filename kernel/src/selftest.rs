@@ -16,6 +16,7 @@ use runtime::executor::Executor;
 use runtime::timers::Timers;
 
 use crate::arch::{cpu, interrupts};
+use crate::drivers::block::InterruptBlockDevice;
 use crate::drivers::nvme::Nvme;
 use crate::drivers::virtio::blk::VirtioBlk;
 use crate::drivers::virtio::net::VirtioNet;
@@ -423,42 +424,6 @@ async fn join_all<F: core::future::Future<Output = bool>>(futures: Vec<F>) -> Ve
     })
     .await;
     results.into_iter().map(|r| r.unwrap_or(false)).collect()
-}
-
-/// A block driver whose completions arrive on one interrupt vector.
-pub trait InterruptBlockDevice: BlockDevice {
-    fn vector(&self) -> u8;
-    /// The task that reaps completions when `event` fires.
-    fn reaper(&self, event: &'static runtime::event::Event) -> impl core::future::Future<Output = ()> + 'static;
-    fn completed_requests(&self) -> u64;
-}
-
-impl InterruptBlockDevice for VirtioBlk {
-    fn vector(&self) -> u8 {
-        self.vector
-    }
-
-    fn reaper(&self, event: &'static runtime::event::Event) -> impl core::future::Future<Output = ()> + 'static {
-        self.completions(event)
-    }
-
-    fn completed_requests(&self) -> u64 {
-        VirtioBlk::completed_requests(self)
-    }
-}
-
-impl InterruptBlockDevice for Nvme {
-    fn vector(&self) -> u8 {
-        self.vector
-    }
-
-    fn reaper(&self, event: &'static runtime::event::Event) -> impl core::future::Future<Output = ()> + 'static {
-        self.completions(event)
-    }
-
-    fn completed_requests(&self) -> u64 {
-        Nvme::completed_requests(self)
-    }
 }
 
 fn check_block(

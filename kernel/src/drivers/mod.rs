@@ -3,6 +3,8 @@
 //! reads or writes), and everything above uses only those types.
 
 #[cfg(target_os = "none")]
+pub mod block;
+#[cfg(target_os = "none")]
 pub mod dma;
 #[cfg(target_os = "none")]
 pub mod mmio;

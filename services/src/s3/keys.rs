@@ -68,8 +68,8 @@ impl StoreKeys {
         let stored: Vec<Vec<u8>> = store.with_state(|state| {
             state
                 .system
-                .iter()
-                .filter(|((namespace, _), _)| namespace == KEYS_NAMESPACE)
+                .range((String::from(KEYS_NAMESPACE), String::new())..)
+                .take_while(|((namespace, _), _)| namespace == KEYS_NAMESPACE)
                 .map(|(_, v)| v.clone())
                 .collect()
         });
@@ -81,8 +81,9 @@ impl StoreKeys {
                 Err(_) => unreadable += 1,
             }
         }
+        let keys = Self { keystore: Mutex::new(keystore), unreadable };
         if let Some((id, secret)) = &bootstrap.admin_sigv4
-            && keystore.get(id).is_none()
+            && keys.with(|k| k.get(id).is_none())
         {
             let mut nonce = [0u8; 12];
             random(&mut nonce);
@@ -95,12 +96,11 @@ impl StoreKeys {
                 admin: true,
                 name: String::from("bootstrap admin"),
             };
-            store.system_put(KEYS_NAMESPACE, id, record.to_bytes()).await?;
-            keystore.insert(record)?;
+            keys.add(store, &record).await?;
         }
         if let Some(token) = &bootstrap.admin_token
             && let Ok(key) = ApiKey::parse(token)
-            && keystore.get(key.id()).is_none()
+            && keys.with(|k| k.get(key.id()).is_none())
         {
             let record = KeyRecord {
                 access_key_id: String::from(key.id()),
@@ -110,10 +110,9 @@ impl StoreKeys {
                 admin: true,
                 name: String::from("bootstrap admin token"),
             };
-            store.system_put(KEYS_NAMESPACE, key.id(), record.to_bytes()).await?;
-            keystore.insert(record)?;
+            keys.add(store, &record).await?;
         }
-        Ok(Self { keystore: Mutex::new(keystore), unreadable })
+        Ok(keys)
     }
 
     /// Runs `read` on the keystore.
