@@ -1,11 +1,11 @@
 //! The runtime on Linux: a host clock, the OS random source and a platform
-//! that parks the thread instead of halting the CPU. The executor, timers and
+//! that sleeps in `ppoll` instead of halting the CPU. The executor, timers and
 //! events are the very same code the kernel runs. [`tap`] puts the kernel's
 //! network stack on a Linux TAP device.
 //!
-//! `unsafe` is confined to [`tap`] (the TUN ioctl and fd I/O) and [`crc`]
-//! (the SSE4.2 instruction behind a run-time CPU check): this crate
-//! never goes into the image.
+//! `unsafe` is confined to [`tap`] (the TUN ioctl and fd I/O), [`platform`]
+//! (eventfd and `ppoll`) and [`crc`] (the SSE4.2 instruction behind a
+//! run-time CPU check): this crate never goes into the image.
 
 #![deny(unsafe_code)]
 
@@ -13,6 +13,7 @@ pub mod block;
 pub mod clock;
 #[allow(unsafe_code)]
 pub mod crc;
+#[allow(unsafe_code)]
 pub mod platform;
 pub mod rng;
 #[allow(unsafe_code)]

@@ -2,32 +2,33 @@
 //! the very stack the kernel runs on virtio-net, with Linux at the other end
 //! of the cable.
 //!
-//! Frames are read and written one syscall each on a non-blocking fd (no
-//! `IFF_VNET_HDR`, so no offloads: Linux hands us finished 1514-byte frames
-//! with checksums). RX readiness reaches the executor as an interrupt: a
-//! reader thread `poll(2)`s the fd and raises a [`Interrupt`]; it then waits
-//! until [`TapDevice::receive`] has drained the fd (`EAGAIN`) before polling
-//! again, so it neither busy-loops on a readable fd nor misses a frame that
-//! arrives after the drain.
+//! Frames are read and written one syscall each on a non-blocking fd. With
+//! [`TapOffload::Tcp`] (the default of `rustcore-hosted`) the fd is opened
+//! with `IFF_VNET_HDR` and `TUNSETOFFLOAD(CSUM|TSO4|TSO6)`: every frame
+//! carries a `virtio_net_hdr`, TCP checksums are left to the other side when
+//! they never leave the host's memory, and TCP segments of up to 64 KiB go
+//! both ways in one frame and one syscall (Linux segments ours and
+//! coalesces its own; `net::offload`). Without it Linux hands us finished
+//! 1514-byte frames with checksums. RX readiness reaches the executor
+//! through the platform: the fd is registered with
+//! [`HostPlatform::add_readable`], whose `ppoll` raises the RX event, and
+//! [`TapDevice::receive`] reads until `EAGAIN`.
 
 use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use net::ethernet::{Device, ETHERNET_MTU_BYTES};
+use net::offload::{self, RxVerdict, VIRTIO_NET_HDR_BYTES, VirtioNetHdr};
+use net::tcp::TcpOffload;
 use runtime::event::Event;
-use smoltcp::phy::{self, DeviceCapabilities};
+use smoltcp::phy::{self, DeviceCapabilities, PacketMeta};
 use smoltcp::time::Instant;
 
-use crate::platform::{HostPlatform, Interrupt};
-
-/// How often the reader thread looks at the stop flag while the link is quiet.
-const READER_POLL_TIMEOUT_MS: libc::c_int = 200;
+use crate::platform::HostPlatform;
 
 /// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (the rest
 /// of the union is padding).
@@ -38,19 +39,28 @@ struct IfReq {
     _pad: [u8; 22],
 }
 
-/// What the reader thread and the device share.
-#[derive(Debug)]
-struct Shared {
-    fd: OwnedFd,
-    state: Mutex<ReaderState>,
-    drained: Condvar,
+/// The largest frame Linux hands a TAP reader that accepts TSO: a 64 KiB IP
+/// packet, its Ethernet header and the `virtio_net_hdr`, rounded up.
+const OFFLOAD_FRAME_BYTES: usize = 65_536 + 64;
+
+/// Whether the TAP device carries `virtio_net_hdr` offloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapOffload {
+    /// Plain 1514-byte frames with complete checksums.
+    None,
+    /// TCP checksum and segmentation offload both ways.
+    Tcp,
 }
 
-#[derive(Debug)]
-struct ReaderState {
-    /// `receive` saw `EAGAIN` since the last interrupt: poll the fd again.
-    armed: bool,
-    stop: bool,
+impl TapOffload {
+    /// What the stack on this device must be told
+    /// ([`net::tcp::StackOptions::tcp_offload`]).
+    pub fn stack_offload(self) -> TcpOffload {
+        match self {
+            TapOffload::None => TcpOffload::None,
+            TapOffload::Tcp => TcpOffload::FULL,
+        }
+    }
 }
 
 /// Frame counters of a [`TapDevice`].
@@ -60,17 +70,22 @@ pub struct TapStats {
     pub tx_frames: AtomicU64,
     /// Frames Linux refused (queue full, interface down): TCP retransmits.
     pub tx_dropped: AtomicU64,
+    /// TCP segments dropped for a wrong checksum (offload on).
+    pub rx_bad_checksum: AtomicU64,
+    /// Frames of more than one MSS sent for Linux to segment.
+    pub tx_segmented: AtomicU64,
 }
 
-/// An open TAP interface (`IFF_TAP | IFF_NO_PI`), non-blocking, MTU 1514.
+/// An open TAP interface (`IFF_TAP | IFF_NO_PI`, and `IFF_VNET_HDR` with
+/// offload), non-blocking, MTU 1514.
 pub struct TapDevice {
     name: String,
-    shared: Arc<Shared>,
+    offload: TapOffload,
+    fd: Arc<OwnedFd>,
     rx_event: Arc<Event>,
     rx_buf: Vec<u8>,
     tx_buf: Vec<u8>,
     stats: Arc<TapStats>,
-    reader: Option<JoinHandle<()>>,
 }
 
 impl fmt::Debug for TapDevice {
@@ -85,11 +100,11 @@ fn last_error(what: &str) -> io::Error {
 }
 
 impl TapDevice {
-    /// Opens (creating if needed) the TAP interface `name` and starts its
-    /// reader thread, whose RX interrupt is registered on `platform`. The
+    /// Opens (creating if needed) the TAP interface `name` and registers its
+    /// readability on `platform` as the RX event. The
     /// interface must be brought up and addressed on the Linux side
     /// separately (`ip link set NAME up`).
-    pub fn open(name: &str, platform: &mut HostPlatform) -> io::Result<TapDevice> {
+    pub fn open(name: &str, offload: TapOffload, platform: &mut HostPlatform) -> io::Result<TapDevice> {
         let c_name = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
         if c_name.as_bytes().len() >= libc::IFNAMSIZ {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
@@ -104,7 +119,8 @@ impl TapDevice {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut request = IfReq {
             name: [0; libc::IFNAMSIZ],
-            flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
+            flags: (libc::IFF_TAP | libc::IFF_NO_PI | if offload == TapOffload::Tcp { libc::IFF_VNET_HDR } else { 0 })
+                as libc::c_short,
             _pad: [0; 22],
         };
         for (dst, &src) in request.name.iter_mut().zip(c_name.as_bytes()) {
@@ -116,25 +132,32 @@ impl TapDevice {
         if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request as *mut IfReq) } < 0 {
             return Err(last_error(&format!("TUNSETIFF {name}")));
         }
-        let shared = Arc::new(Shared {
-            fd,
-            state: Mutex::new(ReaderState { armed: true, stop: false }),
-            drained: Condvar::new(),
-        });
+        // Set either way: a persistent device keeps the offloads of its last
+        // user, and frames coalesced for a reader without headers are lost.
+        let flags = match offload {
+            TapOffload::None => 0,
+            TapOffload::Tcp => libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6,
+        };
+        // SAFETY: TUNSETOFFLOAD takes the flags by value; the fd is an
+        // attached TAP device.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) } < 0 {
+            return Err(last_error(&format!("TUNSETOFFLOAD {name}")));
+        }
+        let frame_bytes = match offload {
+            TapOffload::None => ETHERNET_MTU_BYTES,
+            TapOffload::Tcp => OFFLOAD_FRAME_BYTES,
+        };
+        let fd = Arc::new(fd);
         let rx_event = Arc::new(Event::new());
-        let interrupt = platform.add_event(rx_event.clone());
-        let thread_shared = shared.clone();
-        let reader = std::thread::Builder::new()
-            .name(format!("tap-rx-{name}"))
-            .spawn(move || reader_loop(&thread_shared, &interrupt))?;
+        platform.add_readable(fd.clone(), rx_event.clone());
         Ok(TapDevice {
             name: name.to_owned(),
-            shared,
+            offload,
+            fd,
             rx_event,
-            rx_buf: vec![0; ETHERNET_MTU_BYTES],
-            tx_buf: Vec::with_capacity(ETHERNET_MTU_BYTES),
+            rx_buf: vec![0; frame_bytes],
+            tx_buf: Vec::with_capacity(frame_bytes),
             stats: Arc::new(TapStats::default()),
-            reader: Some(reader),
         })
     }
 
@@ -151,65 +174,6 @@ impl TapDevice {
     pub fn stats(&self) -> Arc<TapStats> {
         self.stats.clone()
     }
-
-    /// Lets the reader thread poll the fd again.
-    fn rearm(&self) {
-        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        if !state.armed {
-            state.armed = true;
-            self.shared.drained.notify_one();
-        }
-    }
-}
-
-impl Drop for TapDevice {
-    fn drop(&mut self) {
-        {
-            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.stop = true;
-            self.shared.drained.notify_one();
-        }
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-    }
-}
-
-/// Waits for the fd to become readable, raises the interrupt, then waits
-/// until the device drained the fd before polling again.
-fn reader_loop(shared: &Shared, interrupt: &Interrupt) {
-    loop {
-        {
-            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            while !state.armed && !state.stop {
-                state = shared.drained.wait(state).unwrap_or_else(|e| e.into_inner());
-            }
-            if state.stop {
-                return;
-            }
-        }
-        let mut pollfd = libc::pollfd { fd: shared.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid `pollfd` for the duration of the call; the fd
-        // stays open while `shared` lives.
-        let ready = unsafe { libc::poll(&mut pollfd, 1, READER_POLL_TIMEOUT_MS) };
-        if ready < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            // The fd is broken: nothing more will arrive.
-            return;
-        }
-        if ready == 0 {
-            continue;
-        }
-        if pollfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-            std::thread::sleep(Duration::from_millis(READER_POLL_TIMEOUT_MS as u64));
-        }
-        // Disarm before raising: a `receive` that hits EAGAIN from here on
-        // re-arms, so no frame is left behind.
-        shared.state.lock().unwrap_or_else(|e| e.into_inner()).armed = false;
-        interrupt.raise();
-    }
 }
 
 /// A received frame, borrowed from the device's receive buffer.
@@ -222,6 +186,8 @@ pub struct TapTxToken<'a> {
     fd: &'a OwnedFd,
     buf: &'a mut Vec<u8>,
     stats: &'a TapStats,
+    offload: TapOffload,
+    meta: PacketMeta,
 }
 
 impl phy::RxToken for TapRxToken<'_> {
@@ -238,9 +204,20 @@ impl phy::TxToken for TapTxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
+        let header_bytes = match self.offload {
+            TapOffload::None => 0,
+            TapOffload::Tcp => VIRTIO_NET_HDR_BYTES,
+        };
         self.buf.clear();
-        self.buf.resize(len, 0);
-        let result = f(self.buf);
+        self.buf.resize(header_bytes + len, 0);
+        let result = f(&mut self.buf[header_bytes..]);
+        if self.offload == TapOffload::Tcp {
+            let header = offload::prepare_tx(&mut self.buf[header_bytes..], self.meta.segmentation_offload_size);
+            if header.gso_size != 0 {
+                self.stats.tx_segmented.fetch_add(1, Ordering::Relaxed);
+            }
+            self.buf[..header_bytes].copy_from_slice(&header.to_bytes());
+        }
         // SAFETY: the pointer and length describe `self.buf`, initialised and
         // alive for the call; the fd is open.
         let written = unsafe { libc::write(self.fd.as_raw_fd(), self.buf.as_ptr().cast(), self.buf.len()) };
@@ -251,6 +228,10 @@ impl phy::TxToken for TapTxToken<'_> {
         }
         result
     }
+
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.meta = meta;
+    }
 }
 
 impl Device for TapDevice {
@@ -258,25 +239,50 @@ impl Device for TapDevice {
     type TxToken<'a> = TapTxToken<'a>;
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let fd = self.shared.fd.as_raw_fd();
-        // SAFETY: the pointer and length describe `self.rx_buf`, alive and
-        // writable for the call; the fd is open.
-        let read = unsafe { libc::read(fd, self.rx_buf.as_mut_ptr().cast(), self.rx_buf.len()) };
-        let Ok(len) = usize::try_from(read) else {
-            // EAGAIN (drained) or an error: either way wait for readiness.
-            self.rearm();
-            return None;
+        let fd = self.fd.as_raw_fd();
+        let frame = loop {
+            // SAFETY: the pointer and length describe `self.rx_buf`, alive
+            // and writable for the call; the fd is open.
+            let read = unsafe { libc::read(fd, self.rx_buf.as_mut_ptr().cast(), self.rx_buf.len()) };
+            let Ok(len) = usize::try_from(read) else {
+                // EAGAIN (drained) or an error: either way wait for readiness.
+                return None;
+            };
+            self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
+            match self.offload {
+                TapOffload::None => break 0..len,
+                TapOffload::Tcp => {
+                    let Some(header) = VirtioNetHdr::from_bytes(&self.rx_buf[..len]) else { continue };
+                    let frame = VIRTIO_NET_HDR_BYTES..len;
+                    match offload::check_rx(&header, &mut self.rx_buf[frame.clone()]) {
+                        RxVerdict::Accept => break frame,
+                        RxVerdict::BadChecksum => {
+                            self.stats.rx_bad_checksum.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
         };
-        self.stats.rx_frames.fetch_add(1, Ordering::Relaxed);
-        let Self { shared, rx_buf, tx_buf, stats, .. } = self;
-        Some((TapRxToken { frame: &rx_buf[..len] }, TapTxToken { fd: &shared.fd, buf: tx_buf, stats }))
+        let Self { fd, rx_buf, tx_buf, stats, offload, .. } = self;
+        Some((
+            TapRxToken { frame: &rx_buf[frame] },
+            TapTxToken { fd, buf: tx_buf, stats, offload: *offload, meta: PacketMeta::default() },
+        ))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        Some(TapTxToken { fd: &self.shared.fd, buf: &mut self.tx_buf, stats: &self.stats })
+        Some(TapTxToken {
+            fd: &self.fd,
+            buf: &mut self.tx_buf,
+            stats: &self.stats,
+            offload: self.offload,
+            meta: PacketMeta::default(),
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
+        // What smoltcp uses comes from the stack's options
+        // (`TapOffload::stack_offload`); this is for other users of the trait.
         net::ethernet::ethernet_capabilities(None)
     }
 }
@@ -296,7 +302,7 @@ mod tests {
         let mut platform = HostPlatform::new();
         let too_long = "x".repeat(libc::IFNAMSIZ);
         for name in [too_long.as_str(), "bad\0name"] {
-            let error = TapDevice::open(name, &mut platform).unwrap_err();
+            let error = TapDevice::open(name, TapOffload::Tcp, &mut platform).unwrap_err();
             assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{name:?}");
         }
     }

@@ -11,6 +11,8 @@ pub mod ethernet;
 #[cfg(feature = "tcp")]
 pub mod ip;
 #[cfg(feature = "tcp")]
+pub mod offload;
+#[cfg(feature = "tcp")]
 pub mod tcp;
 #[cfg(feature = "tls")]
 pub mod tls;

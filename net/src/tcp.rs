@@ -104,6 +104,30 @@ pub struct StackOptions {
     /// Frames the NIC accepts back to back (its TX ring), if limited: smoltcp
     /// then paces TCP bursts to it.
     pub max_burst_frames: Option<usize>,
+    /// Who computes and checks TCP checksums, and who cuts large segments.
+    pub tcp_offload: TcpOffload,
+}
+
+/// TCP work the device does instead of smoltcp (see [`crate::offload`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcpOffload {
+    /// smoltcp computes and verifies every TCP checksum and sends MSS-sized
+    /// segments.
+    #[default]
+    None,
+    /// The device driver fills and checks TCP checksums with
+    /// [`crate::offload`]; with `segment_frame_bytes`, smoltcp also sends
+    /// TCP segments of up to that many frame bytes (Ethernet header
+    /// included) for the device to cut into MSS-sized ones.
+    Device { segment_frame_bytes: Option<core::num::NonZeroUsize> },
+}
+
+impl TcpOffload {
+    /// Checksums and segmentation up to 64 KiB frames: what a Linux TAP
+    /// device with `IFF_VNET_HDR` and a virtio-net device with
+    /// `HOST_TSO4`/`HOST_TSO6` accept (an IPv4 packet is at most 65,535
+    /// bytes).
+    pub const FULL: TcpOffload = TcpOffload::Device { segment_frame_bytes: core::num::NonZeroUsize::new(65_535 + 14) };
 }
 
 impl Default for StackOptions {
@@ -118,6 +142,7 @@ impl Default for StackOptions {
             keep_alive_interval: Duration::from_secs(30),
             ack_delay: Some(Duration::from_millis(1)),
             max_burst_frames: None,
+            tcp_offload: TcpOffload::None,
         }
     }
 }
@@ -296,6 +321,17 @@ impl Stack {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = ETHERNET_MTU_BYTES;
         caps.max_burst_size = options.max_burst_frames;
+        if let TcpOffload::Device { segment_frame_bytes } = options.tcp_offload {
+            caps.checksum.tcp = phy::Checksum::None;
+            #[cfg(feature = "tso")]
+            {
+                caps.segmentation.tcpv4 = segment_frame_bytes;
+                caps.segmentation.tcpv6 = segment_frame_bytes;
+            }
+            // Without the feature smoltcp never sends more than an MSS.
+            #[cfg(not(feature = "tso"))]
+            let _ = segment_frame_bytes;
+        }
         let mut iface_config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         iface_config.random_seed = random_seed;
         let mut iface = Interface::new(iface_config, &mut CapabilitiesOnly(caps), instant(now_ns));

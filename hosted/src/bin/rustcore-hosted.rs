@@ -6,7 +6,7 @@
 //! `--sink-port`, TLS on `--tls-sink-port`.
 //!
 //! `rustcore-hosted --tap NAME --ip 10.99.0.2/24 --cert CHAIN.pem --key KEY.pem
-//!  [--data FILE --keys DIR [--data-bytes N] [--plain-port N]] [--sink-port 5001] [--tls-sink-port 5443]`
+//!  [--data FILE --keys DIR [--data-bytes N] [--plain-port N]] [--sink-port 5001] [--tls-sink-port 5443] [--no-offload]`
 //!
 //! `--keys DIR` holds what the kernel finds in its boot archive under
 //! `keys/`: `node.key`, `admin`, `admin-token` (`cargo xtask run` makes them
@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use hosted::Runtime;
 use hosted::block::FileDisk;
-use hosted::tap::TapDevice;
+use hosted::tap::{TapDevice, TapOffload};
 use net::ip::{IpConfig, Ipv4Cidr};
 use net::tcp::{Stack, StackOptions};
 use net::tls::rustls::ServerConfig;
@@ -39,7 +39,7 @@ const LISTEN_BACKLOG: usize = 64;
 use services::sink::SINK_BACKLOG;
 
 const USAGE: &str = "usage: rustcore-hosted --tap NAME --ip ADDR/PREFIX --cert CHAIN.pem --key KEY.pem \
-                     [--data FILE --keys DIR [--data-bytes N] [--plain-port N]] [--sink-port 5001] [--tls-sink-port 5443]";
+                     [--data FILE --keys DIR [--data-bytes N] [--plain-port N]] [--sink-port 5001] [--tls-sink-port 5443] [--no-offload]";
 const ADMIN_PORT: u16 = 9443;
 /// Requests the data file may have in flight at once.
 const DISK_IO_THREADS: usize = 8;
@@ -56,14 +56,20 @@ struct Args {
     data_bytes: u64,
     keys: Option<String>,
     plain_port: Option<u16>,
+    offload: TapOffload,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let (mut tap, mut ip, mut cert, mut key) = (None, None, None, None);
     let (mut sink_port, mut tls_sink_port) = (5001, 5443);
     let (mut data, mut keys, mut plain_port, mut data_bytes) = (None, None, None, 8u64 << 30);
+    let mut offload = TapOffload::Tcp;
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
+        if flag == "--no-offload" {
+            offload = TapOffload::None;
+            continue;
+        }
         let value = iter.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let port = || value.parse::<u16>().map_err(|_| format!("bad port {value:?}"));
         match flag.as_str() {
@@ -91,6 +97,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         data_bytes,
         keys,
         plain_port,
+        offload,
     })
 }
 
@@ -204,7 +211,7 @@ fn main() -> ExitCode {
         }
     };
     let mut runtime = Runtime::new();
-    let device = match TapDevice::open(&args.tap, runtime.platform_mut()) {
+    let device = match TapDevice::open(&args.tap, args.offload, runtime.platform_mut()) {
         Ok(device) => device,
         Err(error) => {
             eprintln!("rustcore-hosted: {error}");
@@ -216,7 +223,8 @@ fn main() -> ExitCode {
     let mut seed = [0u8; 8];
     hosted::rng::fill(&mut seed).expect("host randomness");
     let ip = IpConfig::Static { address: args.ip, gateway: None };
-    let stack = Stack::new(random_mac(), ip, StackOptions::default(), timers.now_ns(), u64::from_le_bytes(seed));
+    let options = StackOptions { tcp_offload: args.offload.stack_offload(), ..StackOptions::default() };
+    let stack = Stack::new(random_mac(), ip, options, timers.now_ns(), u64::from_le_bytes(seed));
     let listen =
         |port, backlog| stack.listen(port, backlog).unwrap_or_else(|error| panic!("listen on {port}: {error}"));
     let https = listen(HTTPS_PORT, LISTEN_BACKLOG);
