@@ -19,6 +19,7 @@ pub mod alloc;
 pub mod clock;
 pub mod event;
 pub mod executor;
+pub mod join;
 pub mod timers;
 
 mod yield_now;

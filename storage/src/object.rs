@@ -11,8 +11,12 @@
 //! back, verifying each chunk before any of its bytes leave: a mismatch is
 //! an [`ObjectError::Corrupt`] naming the chunk, never wrong bytes.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::future::Future;
 use core::ops::Range;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
 
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -127,7 +131,12 @@ pub struct WrittenObject<'a, S: SpaceSource> {
 
 const FIRST_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Streams an object's bytes to free space, one chunk in memory.
+/// A chunk write the writer started and has not seen complete.
+type ChunkWrite<'a> = Pin<Box<dyn Future<Output = (Result<(), ObjectError>, IoBuf)> + 'a>>;
+
+/// Streams an object's bytes to free space. A full chunk is written while
+/// the next one fills (one write in flight, so two chunk buffers at most):
+/// the device works while the network delivers, instead of taking turns.
 pub struct ObjectWriter<'a, D: BlockDevice, S: SpaceSource> {
     device: &'a D,
     pending: PendingChunks<'a, S>,
@@ -136,6 +145,14 @@ pub struct ObjectWriter<'a, D: BlockDevice, S: SpaceSource> {
     filled: usize,
     size_bytes: u64,
     md5: Md5,
+    /// The previous chunk's write, and its extent until it is seen to
+    /// complete: a writer dropped before that leaks the extent (until the
+    /// next boot rebuilds the space map) rather than release space the
+    /// device may still be writing.
+    in_flight: Option<ChunkWrite<'a>>,
+    in_flight_extent: Option<Extent>,
+    /// The buffer of the last completed write, for the next chunk.
+    spare: Option<IoBuf>,
 }
 
 impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
@@ -153,6 +170,9 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             filled: 0,
             size_bytes: 0,
             md5: Md5::new(),
+            in_flight: None,
+            in_flight_extent: None,
+            spare: None,
         }
     }
 
@@ -170,9 +190,10 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
         }
     }
 
-    /// Bytes of buffer the writer holds (at most one chunk).
+    /// Bytes of buffer the writer holds (at most two chunks: the one
+    /// filling and a spare or in-flight one).
     pub fn buffer_bytes(&self) -> usize {
-        self.buf.capacity()
+        self.buf.capacity() + self.spare.as_ref().map_or(0, IoBuf::capacity)
     }
 
     fn grow(&mut self, needed: usize) {
@@ -185,7 +206,10 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
         self.buf = bigger;
     }
 
-    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), ObjectError> {
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), ObjectError>
+    where
+        D: 'a,
+    {
         self.md5.update(data);
         self.size_bytes += data.len() as u64;
         while !data.is_empty() {
@@ -203,8 +227,12 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
     }
 
     /// Writes what is buffered as one or more chunks (more when free space
-    /// is fragmented).
-    async fn write_buffered(&mut self) -> Result<(), ObjectError> {
+    /// is fragmented), each started before this returns and finished by the
+    /// next call or [`ObjectWriter::finish`].
+    async fn write_buffered(&mut self) -> Result<(), ObjectError>
+    where
+        D: 'a,
+    {
         while self.filled > 0 {
             let pages = self.filled.div_ceil(PAGE_BYTES as usize) as u32;
             let extent = self.pending.space.allocate_up_to(pages)?;
@@ -212,27 +240,67 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             let data_bytes = (extent.bytes() as usize).min(self.filled);
             let chunk_crc = crc32c(&self.buf.as_slice()[..data_bytes]);
             self.pending.chunks.push(ChunkRef { extent, len_bytes: data_bytes as u32, crc32c: chunk_crc });
+            self.wait_in_flight().await?;
+            // Bytes beyond this extent (fragmented space) move to the next buffer.
+            let capacity = self.buf.capacity();
+            let mut next = match self.spare.take() {
+                Some(spare) if spare.capacity() == capacity => spare,
+                _ => IoBuf::zeroed(capacity),
+            };
+            next.set_len(capacity);
+            let rest = self.filled - data_bytes;
+            next.as_mut_slice()[..rest].copy_from_slice(&self.buf.as_slice()[data_bytes..self.filled]);
+            let mut buf = core::mem::replace(&mut self.buf, next);
+            self.filled = rest;
             // Zero the padding so no stale bytes of an earlier chunk reach the disk.
-            self.buf.set_len(extent.bytes() as usize);
-            self.buf.as_mut_slice()[data_bytes..].fill(0);
-            let buf = core::mem::replace(&mut self.buf, IoBuf::zeroed(0));
-            let (result, buf) = write_pages(self.device, extent, buf).await;
-            self.buf = buf;
-            result?;
-            self.buf.set_len(self.buf.capacity());
-            self.buf.as_mut_slice().copy_within(data_bytes..self.filled, 0);
-            self.filled -= data_bytes;
+            buf.set_len(extent.bytes() as usize);
+            buf.as_mut_slice()[data_bytes..].fill(0);
+            let mut write: ChunkWrite<'a> = Box::pin(write_pages(self.device, extent, buf));
+            // One poll hands the request to the device (an async fn does
+            // nothing before it); completion is observed by the next wait.
+            match write.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready((result, buf)) => {
+                    self.spare = Some(buf);
+                    result?;
+                }
+                Poll::Pending => {
+                    self.in_flight = Some(write);
+                    self.in_flight_extent = Some(extent);
+                }
+            }
         }
         Ok(())
     }
 
+    /// Waits for the write in flight, if any.
+    async fn wait_in_flight(&mut self) -> Result<(), ObjectError> {
+        let Some(write) = self.in_flight.take() else { return Ok(()) };
+        let (result, buf) = write.await;
+        self.in_flight_extent = None;
+        self.spare = Some(buf);
+        result
+    }
+
     /// Writes the last partial chunk. The chunks are not durable until the
     /// device is flushed, and not referenced until the engine commits them.
-    pub async fn finish(mut self) -> Result<WrittenObject<'a, S>, ObjectError> {
+    pub async fn finish(mut self) -> Result<WrittenObject<'a, S>, ObjectError>
+    where
+        D: 'a,
+    {
         self.write_buffered().await?;
+        self.wait_in_flight().await?;
         let md5 = self.md5.finalize_reset().into();
         let chunks = PendingChunks { space: self.pending.space, chunks: core::mem::take(&mut self.pending.chunks) };
         Ok(WrittenObject { chunks, size_bytes: self.size_bytes, md5 })
+    }
+}
+
+impl<D: BlockDevice, S: SpaceSource> Drop for ObjectWriter<'_, D, S> {
+    fn drop(&mut self) {
+        // The device may still be writing this extent: never hand it out.
+        if let Some(extent) = self.in_flight_extent.take() {
+            self.pending.chunks.retain(|chunk| chunk.extent != extent);
+        }
     }
 }
 
@@ -366,7 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn writer_memory_is_one_chunk_whatever_the_size() {
+    fn writer_memory_is_two_chunks_whatever_the_size() {
         let disk = RamDisk::new(4096, 4096);
         let space = Space(Mutex::new(SpaceMap::new(0, 4096)));
         let chunk = 256 * 1024;
@@ -375,7 +443,7 @@ mod tests {
         let data: Vec<u8> = (0..5 * chunk + 123).map(byte).collect();
         for piece in data.chunks(10_000) {
             now(writer.write(piece)).unwrap();
-            assert!(writer.buffer_bytes() <= chunk);
+            assert!(writer.buffer_bytes() <= 2 * chunk);
         }
         let written = now(writer.finish()).unwrap();
         assert_eq!(written.chunks.chunks().len(), 6);
@@ -395,6 +463,80 @@ mod tests {
         assert_eq!(writer.buffer_bytes(), PAGE_BYTES as usize);
         let small = now(writer.finish()).unwrap();
         assert_eq!(small.chunks.chunks()[0].extent.pages, 1);
+    }
+
+    /// A RAM disk whose writes stay in flight until the gate opens.
+    struct GatedDisk {
+        disk: RamDisk,
+        open: core::cell::Cell<bool>,
+        started: core::cell::Cell<usize>,
+    }
+
+    impl BlockDevice for GatedDisk {
+        fn geometry(&self) -> crate::block::Geometry {
+            self.disk.geometry()
+        }
+
+        fn read(&self, lba: u64, buf: IoBuf) -> impl Future<Output = crate::block::IoResult> {
+            self.disk.read(lba, buf)
+        }
+
+        fn write(&self, lba: u64, buf: IoBuf) -> impl Future<Output = crate::block::IoResult> {
+            self.started.set(self.started.get() + 1);
+            let mut buf = Some(buf);
+            core::future::poll_fn(move |_| match (self.open.get(), buf.take()) {
+                (true, Some(buf)) => Poll::Ready(now(self.disk.write(lba, buf))),
+                (_, taken) => {
+                    buf = taken;
+                    Poll::Pending
+                }
+            })
+        }
+
+        fn flush(&self) -> impl Future<Output = Result<(), BlockError>> {
+            self.disk.flush()
+        }
+    }
+
+    #[test]
+    fn a_chunk_is_written_while_the_next_fills_and_a_dropped_writer_keeps_its_space() {
+        let disk = GatedDisk {
+            disk: RamDisk::new(4096, 1024),
+            open: core::cell::Cell::new(false),
+            started: core::cell::Cell::new(0),
+        };
+        let space = Space(Mutex::new(SpaceMap::new(0, 1024)));
+        let chunk = 64 * 1024;
+        let data: Vec<u8> = (0..3 * chunk + 10).map(byte).collect();
+        // The first chunk's write starts and is left in flight: `write`
+        // returns while the device still holds it.
+        let mut writer = ObjectWriter::new(&disk, &space, chunk);
+        now(writer.write(&data[..chunk + 1])).unwrap();
+        assert_eq!(disk.started.get(), 1);
+        let free_before_drop = space.0.lock().free_pages();
+        drop(writer);
+        assert_eq!(
+            space.0.lock().free_pages(),
+            free_before_drop,
+            "the extent of a write still in flight is never released"
+        );
+
+        // A write seen to complete later, then the rest: the bytes round-trip.
+        let mut writer = ObjectWriter::new(&disk, &space, chunk);
+        now(writer.write(&data[..chunk + 1])).unwrap();
+        assert_eq!(disk.started.get(), 2);
+        disk.open.set(true);
+        for piece in data[chunk + 1..].chunks(7_000) {
+            now(writer.write(piece)).unwrap();
+        }
+        let chunks = now(writer.finish()).unwrap().chunks.into_committed();
+        assert_eq!(chunks.len(), 4);
+        let mut reader = ObjectReader::new(&disk, &chunks, 0..data.len() as u64).unwrap();
+        let mut got = Vec::new();
+        while let Some(piece) = now(reader.next()) {
+            got.extend_from_slice(piece.unwrap().as_slice());
+        }
+        assert_eq!(got, data);
     }
 
     #[test]

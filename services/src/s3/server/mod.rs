@@ -326,11 +326,17 @@ async fn write_reply<C: Connection, D: BlockDevice>(
                     return Err(ConnectionError::Broken);
                 }
             };
-            while let Some(piece) = reader.next().await {
+            // Each chunk is sent while the next one is read: disk and network
+            // overlap instead of taking turns.
+            let mut next = reader.next().await;
+            while let Some(piece) = next {
                 match piece {
                     Ok(bytes) => {
-                        conn.write_all(bytes.as_slice()).await?;
+                        let (written, following) =
+                            runtime::join::join(conn.write_all(bytes.as_slice()), reader.next()).await;
+                        written?;
                         *sent += bytes.as_slice().len() as u64;
+                        next = following;
                     }
                     Err(error) => {
                         // The head promised more bytes: closing mid-body is

@@ -1,0 +1,66 @@
+//! Two futures at once on one task: [`join`] polls both until both are
+//! done, so one's I/O proceeds while the other waits (e.g. reading the next
+//! chunk of an object from disk while the current one is sent).
+
+use core::future::{Future, poll_fn};
+use core::pin::pin;
+use core::task::Poll;
+
+/// Runs `a` and `b` concurrently and returns both outputs.
+pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut out_a, mut out_b) = (None, None);
+    poll_fn(|cx| {
+        if out_a.is_none()
+            && let Poll::Ready(value) = a.as_mut().poll(cx)
+        {
+            out_a = Some(value);
+        }
+        if out_b.is_none()
+            && let Poll::Ready(value) = b.as_mut().poll(cx)
+        {
+            out_b = Some(value);
+        }
+        match (out_a.take(), out_b.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                (out_a, out_b) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yield_now;
+    use core::cell::RefCell;
+    use core::task::{Context, Waker};
+    use std::vec::Vec;
+
+    #[test]
+    fn both_run_interleaved_and_both_outputs_come_back() {
+        let log = RefCell::new(Vec::new());
+        let task = |name: &'static str, steps: usize| {
+            let log = &log;
+            async move {
+                for step in 0..steps {
+                    log.borrow_mut().push((name, step));
+                    yield_now().await;
+                }
+                name.len() * 10 + steps
+            }
+        };
+        let mut future = pin!(join(task("a", 3), task("bb", 1)));
+        let mut cx = Context::from_waker(Waker::noop());
+        let output = loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                break output;
+            }
+        };
+        assert_eq!(output, (13, 21));
+        assert_eq!(*log.borrow(), [("a", 0), ("bb", 0), ("a", 1), ("a", 2)]);
+    }
+}
