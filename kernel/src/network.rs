@@ -88,6 +88,7 @@ pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Tim
         rx_buffer_bytes: 128 * 1024,
         tx_buffer_bytes: 128 * 1024,
         max_connections: 1200,
+        tcp_offload: device.tcp_offload(),
         ..StackOptions::default()
     };
     let stack = Stack::new(device.mac(), ip, options, time::now_ns(), rng::next_u64());

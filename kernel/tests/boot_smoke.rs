@@ -74,7 +74,7 @@ fn boot(cmdline: &str, with_devices: bool) -> RunOutcome {
         xtask::qemu::ensure_disk(&nvme, 64 << 20).expect("nvme disk");
         config.virtio_blk = Some(blk);
         config.nvme = Some(nvme);
-        config.net = Some(NetConfig { forwards: Vec::new() });
+        config.net = Some(NetConfig::User { forwards: Vec::new() });
     }
     let outcome = xtask::qemu::run_to_exit(&config, BOOT_TIMEOUT).expect("QEMU runs");
     println!("--- serial log ({cmdline}, {:?}, {:?}) ---\n{}", outcome.exit, outcome.wall, outcome.serial);

@@ -93,7 +93,7 @@ impl Appliance {
         config.memory_mib = 512;
         config.initrd = Some(archive);
         config.virtio_blk = Some(self.disk.clone());
-        config.net = Some(NetConfig { forwards: vec![(self.port, 443), (self.admin_port, 9443)] });
+        config.net = Some(NetConfig::User { forwards: vec![(self.port, 443), (self.admin_port, 9443)] });
         let (child, took) =
             xtask::qemu::run_until_line(&config, &self.serial, "\"msg\":\"s3 listening\"", Duration::from_secs(180))
                 .expect("the appliance boots and serves S3");

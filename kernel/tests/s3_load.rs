@@ -226,7 +226,7 @@ impl Vm {
         config.memory_mib = MEMORY_MIB;
         config.initrd = Some(lab.archive.clone());
         config.virtio_blk = Some(lab.state.virtio_disk());
-        config.net = Some(NetConfig { forwards: vec![(port, 443), (admin_port, 9443)] });
+        config.net = Some(NetConfig::User { forwards: vec![(port, 443), (admin_port, 9443)] });
         Vm { config, serial: lab.state.serial_log(), earlier_serial: String::new(), port, admin_port, child: None }
     }
 

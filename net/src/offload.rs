@@ -253,6 +253,15 @@ pub fn check_rx(header: &VirtioNetHdr, frame: &mut [u8]) -> RxVerdict {
     }
 }
 
+/// For a stack that checks every checksum itself (no TCP offload) on a
+/// device that may still send partial ones: completes a `NEEDS_CSUM`
+/// frame's checksum, TCP included.
+pub fn complete_partial(header: &VirtioNetHdr, frame: &mut [u8]) {
+    if header.flags & FLAG_NEEDS_CSUM != 0 {
+        complete_checksum(header, frame);
+    }
+}
+
 /// Finishes a partial checksum the way the device would have: the sum from
 /// `csum_start` to the end of the frame, complemented, at `csum_offset`.
 /// Out-of-range offsets leave the frame alone (smoltcp then drops it).
@@ -449,6 +458,19 @@ mod tests {
             let mut partial = tcp_frame(ipv6, b"hello", false);
             let header = prepare_tx(&mut partial, None);
             assert_eq!(check_rx(&header, &mut partial), RxVerdict::Accept);
+        }
+    }
+
+    #[test]
+    fn a_partial_tcp_checksum_is_completed_for_a_stack_without_offload() {
+        for ipv6 in [false, true] {
+            let expected = tcp_frame(ipv6, b"partial", true);
+            let mut frame = tcp_frame(ipv6, b"partial", false);
+            let header = prepare_tx(&mut frame, None);
+            complete_partial(&header, &mut frame);
+            assert_eq!(frame, expected);
+            complete_partial(&VirtioNetHdr::default(), &mut frame);
+            assert_eq!(frame, expected, "a complete frame is left alone");
         }
     }
 

@@ -185,7 +185,7 @@ impl RunOptions {
             memory_mib: self.memory_mib,
             virtio_blk: Some(state.virtio_disk()),
             nvme: Some(state.nvme_disk()),
-            net: Some(NetConfig { forwards: vec![(self.port, 443), (self.admin_port, 9443)] }),
+            net: Some(NetConfig::User { forwards: vec![(self.port, 443), (self.admin_port, 9443)] }),
             ..VmConfig::new(kernel, self.cmdline.clone())
         }
     }
@@ -470,7 +470,7 @@ fn bench_platform() -> Result<()> {
         memory_mib: 512,
         virtio_blk: Some(virtio),
         nvme: Some(nvme),
-        net: Some(NetConfig { forwards: vec![] }),
+        net: Some(NetConfig::User { forwards: vec![] }),
         ..VmConfig::new(&elf, "log=info")
     };
     let serial = state.logs_dir().join("bench-serial.log");
@@ -542,7 +542,7 @@ mod tests {
         let cfg = opts.vm_config(Path::new("/k"), &state);
         assert_eq!(cfg.virtio_blk.as_deref(), Some(state.virtio_disk().as_path()));
         assert_eq!(cfg.nvme.as_deref(), Some(state.nvme_disk().as_path()));
-        assert_eq!(cfg.net.unwrap().forwards, [(1443, 443), (9443, 9443)]);
+        assert_eq!(cfg.net, Some(NetConfig::User { forwards: vec![(1443, 443), (9443, 9443)] }));
         assert_eq!(cfg.cmdline, "log=info");
     }
 

@@ -290,7 +290,7 @@ fn measure_qemu(state: &State, certificates: &bootfs::Certificates, script: &Pat
     config.initrd = Some(bootfs::pack(state, certificates, &credentials)?);
     // Without a data disk the kernel serves its health endpoint on the admin
     // port (9443), as with one.
-    config.net = Some(NetConfig { forwards: vec![(https, 9443), (plain, 5001), (tls, 5443)] });
+    config.net = Some(NetConfig::User { forwards: vec![(https, 9443), (plain, 5001), (tls, 5443)] });
     let serial = state.logs_dir().join("bench-net-serial.log");
     let (mut child, _) = run_until_line(&config, &serial, "benchmark sinks listening", Duration::from_secs(120))?;
     let result = (|| {

@@ -68,11 +68,18 @@ fn real_kvm_available() -> bool {
     writable && (Path::new("/sys/module/kvm_intel").exists() || Path::new("/sys/module/kvm_amd").exists())
 }
 
-/// User-mode networking with TCP forwards from 127.0.0.1 on the host.
+/// The virtio-net NIC's other end.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NetConfig {
-    /// (host port, guest port).
-    pub forwards: Vec<(u16, u16)>,
+pub enum NetConfig {
+    /// QEMU's user network with TCP forwards from 127.0.0.1 on the host
+    /// (no offloads: slirp has no `virtio_net_hdr`).
+    User {
+        /// (host port, guest port).
+        forwards: Vec<(u16, u16)>,
+    },
+    /// An existing TAP device (created by the caller, who needs root): the
+    /// device then offers checksum and segmentation offload.
+    Tap { ifname: String },
 }
 
 #[derive(Clone, Debug)]
@@ -157,10 +164,16 @@ impl VmConfig {
             push(&["-device", "nvme,drive=nvme0,serial=rustcore-nvme0"]);
         }
         if let Some(net) = &self.net {
-            let mut netdev = String::from("user,id=net0");
-            for (host, guest) in &net.forwards {
-                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
-            }
+            let netdev = match net {
+                NetConfig::User { forwards } => {
+                    let mut netdev = String::from("user,id=net0");
+                    for (host, guest) in forwards {
+                        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+                    }
+                    netdev
+                }
+                NetConfig::Tap { ifname } => format!("tap,id=net0,ifname={ifname},script=no,downscript=no"),
+            };
             push(&["-netdev", &netdev]);
             push(&["-device", "virtio-net-pci,netdev=net0,disable-legacy=on"]);
         }
@@ -399,7 +412,7 @@ mod tests {
             memory_mib: 512,
             virtio_blk: Some(PathBuf::from("/state/disk-virtio.img")),
             nvme: Some(PathBuf::from("/state/disk,nvme.img")),
-            net: Some(NetConfig { forwards: vec![(8443, 443), (9443, 9443)] }),
+            net: Some(NetConfig::User { forwards: vec![(8443, 443), (9443, 9443)] }),
             accel: Accel::Tcg,
             cpu: None,
         }
@@ -488,7 +501,7 @@ mod tests {
 
     #[test]
     fn net_without_forwards() {
-        let cfg = VmConfig { net: Some(NetConfig { forwards: vec![] }), ..VmConfig::new("/k", "") };
+        let cfg = VmConfig { net: Some(NetConfig::User { forwards: vec![] }), ..VmConfig::new("/k", "") };
         let args = joined(&cfg.args(&Serial::Stdio, None));
         let at = args.iter().position(|a| a == "-netdev").unwrap();
         assert_eq!(args[at + 1], "user,id=net0");

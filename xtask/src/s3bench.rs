@@ -609,7 +609,7 @@ fn measure_qemu(work: &Path, client: &Path) -> Result<Measured> {
     config.memory_mib = 1024;
     config.initrd = Some(bootfs::pack(&state, &certificates, &credentials)?);
     config.virtio_blk = Some(disk);
-    config.net = Some(NetConfig { forwards: vec![(port, 443), (free_port()?, 9443)] });
+    config.net = Some(NetConfig::User { forwards: vec![(port, 443), (free_port()?, 9443)] });
     let accel = config.accel;
     let serial = state.logs_dir().join("bench-s3-serial.log");
     eprintln!("bench s3: booting the image in QEMU ({accel:?})");

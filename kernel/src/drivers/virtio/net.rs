@@ -3,6 +3,12 @@
 //! re-posted as soon as smoltcp has consumed its frame; transmit buffers
 //! recycled as the device completes them. Exposed to the stack as a smoltcp
 //! `phy::Device`.
+//!
+//! Checksum offload: when the device offers `CSUM` (a TAP backend does;
+//! QEMU's user network does not), the stack leaves TCP checksums to the
+//! driver (`net::offload`): outgoing segments carry a `NEEDS_CSUM` header
+//! for the device to finish, incoming ones are accepted on the device's
+//! word (`DATA_VALID`, or `NEEDS_CSUM` with `GUEST_CSUM`) or verified here.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -15,6 +21,10 @@ use super::{F_VERSION_1, Transport, VirtioError};
 use crate::drivers::dma::DmaBuffer;
 use crate::pci::{ConfigAccess, Function};
 
+/// The device finishes checksums of packets we send with `NEEDS_CSUM`.
+const F_CSUM: u64 = 1 << 0;
+/// We accept packets with partial checksums (`NEEDS_CSUM`).
+const F_GUEST_CSUM: u64 = 1 << 1;
 const F_MAC: u64 = 1 << 5;
 
 /// virtio_net_hdr for VERSION_1 devices (with `num_buffers`).
@@ -31,6 +41,8 @@ pub struct Counters {
     pub rx_frames: u64,
     pub tx_frames: u64,
     pub tx_dropped_no_buffer: u64,
+    /// TCP segments dropped for a wrong checksum (offload on).
+    pub rx_bad_checksum: u64,
 }
 
 struct Receive {
@@ -51,6 +63,11 @@ struct Transmit {
 pub struct VirtioNet {
     transport: Transport,
     mac: [u8; 6],
+    /// `CSUM` negotiated: TCP checksums are the driver's (see the module).
+    checksum_offload: bool,
+    /// `GUEST_CSUM` without `CSUM`: partial checksums are completed here
+    /// for a stack that checks them all.
+    complete_partial: bool,
     receive: Receive,
     transmit: Transmit,
     pub counters: Counters,
@@ -72,6 +89,31 @@ impl Receive {
     }
 }
 
+impl Receive {
+    /// Checks (or completes) the checksum of the frame in `head`'s buffer
+    /// per its header; false for a TCP segment to drop.
+    fn checksum_ok(&mut self, head: u16, len: usize) -> bool {
+        let (header, frame) = self.header_and_frame(head, len);
+        net::offload::check_rx(&header, frame) == net::offload::RxVerdict::Accept
+    }
+
+    fn complete_partial(&mut self, head: u16, len: usize) {
+        let (header, frame) = self.header_and_frame(head, len);
+        net::offload::complete_partial(&header, frame);
+    }
+
+    /// The header and frame the device reported in `head`'s buffer (a short
+    /// or oversized length clamped, as in `RxToken::consume`).
+    fn header_and_frame(&mut self, head: u16, len: usize) -> (net::offload::VirtioNetHdr, &mut [u8]) {
+        let slot = self.slot_of_head[usize::from(head)];
+        let start = usize::from(slot) * BUFFER_BYTES;
+        let len = len.clamp(HEADER_BYTES, BUFFER_BYTES);
+        let buffer = &mut self.buffers.as_mut_slice()[start..start + len];
+        let (header, frame) = buffer.split_at_mut(HEADER_BYTES);
+        (net::offload::VirtioNetHdr::from_bytes(header).unwrap_or_default(), frame)
+    }
+}
+
 impl Transmit {
     fn reclaim(&mut self) {
         while let Some((head, _)) = self.queue.pop_used() {
@@ -88,7 +130,9 @@ impl VirtioNet {
         rx_vector: u8,
         tx_vector: u8,
     ) -> Result<Self, VirtioError> {
-        let (transport, features) = Transport::init(access, function, F_VERSION_1 | F_MAC)?;
+        let (transport, features) = Transport::init(access, function, F_VERSION_1 | F_MAC | F_CSUM | F_GUEST_CSUM)?;
+        let checksum_offload = features & F_CSUM != 0;
+        let complete_partial = !checksum_offload && features & F_GUEST_CSUM != 0;
         let mut mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
         if features & F_MAC != 0 {
             for (index, byte) in mac.iter_mut().enumerate() {
@@ -119,9 +163,11 @@ impl VirtioNet {
         Ok(Self {
             transport,
             mac,
+            checksum_offload,
+            complete_partial,
             receive,
             transmit,
-            counters: Counters { rx_frames: 0, tx_frames: 0, tx_dropped_no_buffer: 0 },
+            counters: Counters { rx_frames: 0, tx_frames: 0, tx_dropped_no_buffer: 0, rx_bad_checksum: 0 },
             rx_vector,
             tx_vector,
         })
@@ -129,6 +175,15 @@ impl VirtioNet {
 
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+
+    /// What the stack on this device must be told.
+    pub fn tcp_offload(&self) -> net::tcp::TcpOffload {
+        if self.checksum_offload {
+            net::tcp::TcpOffload::Device { segment_frame_bytes: None }
+        } else {
+            net::tcp::TcpOffload::None
+        }
     }
 
     /// Keeps the transport alive as long as the driver (its mappings).
@@ -147,6 +202,7 @@ pub struct TxToken<'a> {
     transmit: &'a mut Transmit,
     sent: &'a mut u64,
     dropped: &'a mut u64,
+    checksum_offload: bool,
 }
 
 impl phy::RxToken for RxToken<'_> {
@@ -182,6 +238,11 @@ impl phy::TxToken for TxToken<'_> {
         let buffer = &mut self.transmit.buffers.as_mut_slice()[start..start + HEADER_BYTES + len];
         buffer[..HEADER_BYTES].fill(0);
         let result = f(&mut buffer[HEADER_BYTES..]);
+        if self.checksum_offload {
+            let (header, frame) = buffer.split_at_mut(HEADER_BYTES);
+            let offload = net::offload::prepare_tx(frame, None);
+            header[..net::offload::VIRTIO_NET_HDR_BYTES].copy_from_slice(&offload.to_bytes());
+        }
         let segment = Segment {
             address: self.transmit.buffers.bus_address() + start as u64,
             len: (HEADER_BYTES + len) as u32,
@@ -207,14 +268,27 @@ impl phy::Device for VirtioNet {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let (head, len) = self.receive.queue.pop_used()?;
-        self.counters.rx_frames += 1;
+        let (head, len) = loop {
+            let (head, len) = self.receive.queue.pop_used()?;
+            self.counters.rx_frames += 1;
+            if self.complete_partial {
+                self.receive.complete_partial(head, len as usize);
+            }
+            if !self.checksum_offload || self.receive.checksum_ok(head, len as usize) {
+                break (head, len);
+            }
+            self.counters.rx_bad_checksum += 1;
+            let slot = self.receive.slot_of_head[usize::from(head)];
+            self.receive.post(slot);
+            self.receive.queue.notify();
+        };
         Some((
             RxToken { receive: &mut self.receive, head, len: len as usize },
             TxToken {
                 transmit: &mut self.transmit,
                 sent: &mut self.counters.tx_frames,
                 dropped: &mut self.counters.tx_dropped_no_buffer,
+                checksum_offload: self.checksum_offload,
             },
         ))
     }
@@ -228,6 +302,7 @@ impl phy::Device for VirtioNet {
             transmit: &mut self.transmit,
             sent: &mut self.counters.tx_frames,
             dropped: &mut self.counters.tx_dropped_no_buffer,
+            checksum_offload: self.checksum_offload,
         })
     }
 
