@@ -181,6 +181,11 @@ struct Inner {
     applied_seq: u64,
     /// Sequence number of the last record that is durable.
     durable_seq: u64,
+    /// Records up to this one have their chunks on stable storage: they
+    /// were submitted (after their chunk writes completed) before a flush
+    /// that has since completed started. A batch of such records needs no
+    /// flush of its own before its journal write.
+    data_durable_seq: u64,
     /// Encoded records `durable_seq + 1 ..= applied_seq`, not yet written.
     pending: Vec<Vec<u8>>,
     committing: bool,
@@ -463,6 +468,7 @@ impl<D: BlockDevice> Store<D> {
             prev_crc,
             applied_seq: next_seq - 1,
             durable_seq: next_seq - 1,
+            data_durable_seq: next_seq - 1,
             pending: Vec::new(),
             committing: false,
             force_checkpoint: false,
@@ -608,25 +614,36 @@ impl<D: BlockDevice> Store<D> {
     }
 
     /// The committer: writes batches (or checkpoints) until nothing is pending.
+    ///
+    /// One flush per batch in steady state: the flush that makes batch n's
+    /// journal write durable also makes durable the chunks of every record
+    /// submitted before it started, so batch n+1 takes those records
+    /// without a flush of its own; records submitted later wait for the
+    /// next round. Only a batch with no such record (or a checkpoint, whose
+    /// state includes every applied record) flushes data first.
     async fn lead(&self) -> Result<(), StoreError> {
         loop {
-            let work = {
+            let (work, data_flush) = {
                 let mut inner = self.inner.lock();
                 if inner.pending.is_empty() {
                     return Ok(());
                 }
                 let journal_pages = inner.superblock.journal_pages;
-                let encoded = core::mem::take(&mut inner.pending);
-                let pages = u64::from(journal::batch_pages(&encoded));
+                let pages = u64::from(journal::batch_pages(&inner.pending));
                 let padding = if inner.head + pages > journal_pages { journal_pages - inner.head } else { 0 };
                 let used_after = inner.journal_used_pages() + padding + pages;
                 // The state is serialized now, under the lock that took the
                 // records, so it is exactly the state they lead to.
                 let snapshot =
                     |meta: &MetaState| postcard::to_allocvec(meta).map_err(|_| StoreError::CorruptCheckpoint);
+                let covered = usize::try_from(inner.data_durable_seq.saturating_sub(inner.durable_seq))
+                    .unwrap_or(usize::MAX)
+                    .min(inner.pending.len());
+                let data_flush = (covered < inner.pending.len()).then_some(inner.applied_seq);
                 if used_after >= journal_pages {
                     inner.force_checkpoint = false;
-                    Work::Absorb { state: snapshot(&inner.meta)?, through_seq: inner.applied_seq }
+                    inner.pending.clear();
+                    (Work::Absorb { state: snapshot(&inner.meta)?, through_seq: inner.applied_seq }, data_flush)
                 } else {
                     // Also after many records: replay time grows with the
                     // records, whatever their size (small PUTs fill the
@@ -641,13 +658,25 @@ impl<D: BlockDevice> Store<D> {
                     } else {
                         None
                     };
-                    Work::Batch { first_seq: inner.durable_seq + 1, encoded, checkpoint }
+                    let first_seq = inner.durable_seq + 1;
+                    if checkpoint.is_none() && covered > 0 {
+                        let rest = inner.pending.split_off(covered);
+                        let encoded = core::mem::replace(&mut inner.pending, rest);
+                        (Work::Batch { first_seq, encoded, checkpoint }, None)
+                    } else {
+                        let encoded = core::mem::take(&mut inner.pending);
+                        (Work::Batch { first_seq, encoded, checkpoint }, data_flush)
+                    }
                 }
             };
             // Chunks the records reference were written before they were
             // submitted: this flush makes them durable before the records.
-            self.device.flush().await?;
-            self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+            if let Some(submitted_through) = data_flush {
+                self.device.flush().await?;
+                self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                let mut inner = self.inner.lock();
+                inner.data_durable_seq = inner.data_durable_seq.max(submitted_through);
+            }
             match work {
                 Work::Batch { encoded, first_seq, checkpoint } => {
                     let through_seq = first_seq + encoded.len() as u64 - 1;
@@ -678,6 +707,9 @@ impl<D: BlockDevice> Store<D> {
         }
         let (buf, header) = journal::encode_batch(first_seq, prev_crc, &encoded);
         self.write_at(journal_start + head, buf).await?;
+        // Every record submitted by now had its chunks written: this flush
+        // makes them durable too (see `lead`).
+        let submitted_through = self.inner.lock().applied_seq;
         self.device.flush().await?;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
@@ -686,6 +718,7 @@ impl<D: BlockDevice> Store<D> {
         inner.head = (head + pages) % journal_pages;
         inner.prev_crc = header.header_crc;
         inner.durable_seq = first_seq + encoded.len() as u64 - 1;
+        inner.data_durable_seq = inner.data_durable_seq.max(submitted_through);
         Ok(())
     }
 

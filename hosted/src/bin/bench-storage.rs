@@ -516,11 +516,17 @@ fn file_rows(rows: &mut Vec<Row>, dir: &Path) {
     let (writers, per_writer) = (64, 40);
     // Flush latency on a shared disk drifts: each round measures the
     // baseline right after the group-commit run, and the row shows medians.
-    let (mut rates, mut baselines) = (Vec::new(), Vec::new());
+    let (mut rates, mut baselines, mut batch_shapes) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..RUNS {
         let bucket = format!("group{round}");
         block_on(store.create_bucket(&bucket, "bench", 0)).expect("bucket");
+        let before = store.commit_counters();
         let seconds = concurrent_puts(&store, &bucket, writers, per_writer, &data, |w, i| format!("w{w}/o{i}"));
+        let after = store.commit_counters();
+        batch_shapes.push((
+            (after.records - before.records) as f64 / (after.batches - before.batches).max(1) as f64,
+            (after.flushes - before.flushes) as f64 / (after.batches - before.batches).max(1) as f64,
+        ));
         rates.push((writers * per_writer) as f64 / seconds);
         // What one flush per PUT would allow: a 4 KiB write and an fdatasync.
         let flushes = 100;
@@ -537,6 +543,18 @@ fn file_rows(rows: &mut Vec<Row>, dir: &Path) {
         median(rates),
         Some(median(baselines)),
         "ops/s",
+    ));
+    rows.push(Row::new(
+        format!("group commit, {writers} writers: records per journal batch"),
+        median(batch_shapes.iter().map(|shape| shape.0).collect()),
+        None,
+        "records",
+    ));
+    rows.push(Row::new(
+        format!("group commit, {writers} writers: flushes per journal batch (2 without flush merging)"),
+        median(batch_shapes.iter().map(|shape| shape.1).collect()),
+        None,
+        "flushes",
     ));
     drop(store);
     let _ = std::fs::remove_file(&image);
