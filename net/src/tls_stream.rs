@@ -14,7 +14,7 @@ use crate::tls::TlsError;
 use crate::tls::session::ServerSession;
 
 /// Ciphertext read from TCP per call: one full TLS record and its header.
-const READ_CHUNK_BYTES: usize = 16 * 1024 + 512;
+const READ_CHUNK_BYTES: usize = 64 * 1024 + 512;
 
 #[derive(Debug)]
 pub enum TlsStreamError {
@@ -98,12 +98,18 @@ impl TlsStream {
             return Ok(0);
         }
         self.session.feed(&self.chunk[..read])?;
+        self.process_fed().await?;
+        Ok(read)
+    }
+
+    /// Runs the state machine over what was fed; on an error, sends the
+    /// alert it queued (best effort) before returning it.
+    async fn process_fed(&mut self) -> Result<(), TlsStreamError> {
         if let Err(error) = self.session.process() {
-            // Best effort: tell the peer why (the alert is in `outgoing`).
             let _ = self.send_pending().await;
             return Err(error.into());
         }
-        Ok(read)
+        Ok(())
     }
 
     /// Decrypted application data; 0 once the peer sent close_notify.
@@ -112,6 +118,13 @@ impl TlsStream {
             let copied = self.session.read(out);
             if copied > 0 || out.is_empty() {
                 return Ok(copied);
+            }
+            // Whole records may be waiting undecrypted (`process` stops at
+            // the plaintext bound): decrypt them before waiting on TCP for
+            // more, or a peer that has sent everything waits forever.
+            self.process_fed().await?;
+            if self.session.readable() > 0 {
+                continue;
             }
             if self.session.peer_closed() {
                 return Ok(0);

@@ -150,6 +150,10 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Our order, AES-128-GCM first, not the client's (OpenSSL and most
+    // SDKs put AES-256-GCM first): one core decrypts every connection, and
+    // 10 AES rounds instead of 14 make TLS bulk cheaper for it.
+    config.ignore_client_order = true;
     config.session_storage = ServerSessionMemoryCache::new::<SpinMutex>(SESSION_CACHE_ENTRIES);
     config.ticketer = Arc::new(ticket::Ticketer::new(random, time)?);
     Ok(Arc::new(config))
