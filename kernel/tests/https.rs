@@ -39,15 +39,21 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
 
-fn boot() -> Vm {
+/// The image, a state directory under `target/image/<name>` and a boot
+/// archive with its certificates.
+fn prepare(name: &str) -> (PathBuf, State, xtask::bootfs::Certificates, PathBuf) {
     xtask::setup::ensure_host_tools().expect("QEMU is needed");
     let elf = xtask::image::build().expect("image builds");
-    let root = xtask::repo_root().join("target/image/https-test");
-    let state = State::at(&root);
+    let state = State::at(&xtask::repo_root().join("target/image").join(name));
     std::fs::create_dir_all(state.logs_dir()).expect("state dir");
     let certificates = xtask::bootfs::ensure_certificates(&state).expect("certificates");
     let credentials = xtask::bootfs::ensure_credentials(&state).expect("credentials");
     let archive = xtask::bootfs::pack(&state, &certificates, &credentials).expect("boot archive");
+    (elf, state, certificates, archive)
+}
+
+fn boot() -> Vm {
+    let (elf, state, certificates, archive) = prepare("https-test");
     let port = free_port();
     let mut config = VmConfig::new(&elf, "log=debug");
     config.memory_mib = 512;
@@ -185,14 +191,7 @@ fn virtio_net_checksum_offload_over_a_tap_device() {
         println!("skipped: needs root and ip(8) for a TAP device");
         return;
     }
-    xtask::setup::ensure_host_tools().expect("QEMU is needed");
-    let elf = xtask::image::build().expect("image builds");
-    let root = xtask::repo_root().join("target/image/https-tap-test");
-    let state = State::at(&root);
-    std::fs::create_dir_all(state.logs_dir()).expect("state dir");
-    let certificates = xtask::bootfs::ensure_certificates(&state).expect("certificates");
-    let credentials = xtask::bootfs::ensure_credentials(&state).expect("credentials");
-    let archive = xtask::bootfs::pack(&state, &certificates, &credentials).expect("boot archive");
+    let (elf, state, certificates, archive) = prepare("https-tap-test");
     let _tap = Tap::create("rccsum0", "10.97.0.1/24");
     let mut config = VmConfig::new(&elf, "log=info bench=sink ip=10.97.0.2/24");
     config.memory_mib = 512;
