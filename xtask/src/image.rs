@@ -65,12 +65,6 @@ fn kernel_cargo(root: &Path, subcommand: &str) -> Command {
             "-Zbuild-std-features=compiler-builtins-mem",
             "-Zjson-target-spec",
         ])
-        // One codegen unit: with rustc's default 16, what gets inlined
-        // across units depends on how the crates happen to be partitioned,
-        // and under TCG that matters: adding one module to `net` cut TLS bulk
-        // in QEMU from 17-20 MB/s to 4-6 MB/s (`cargo xtask bench net`);
-        // one unit measured 15 MB/s on the same code at the same time.
-        .args(["--config", "profile.release.codegen-units=1"])
         .arg("--target-dir")
         .arg(root.join(TARGET_DIR));
     for name in REMOVED_ENV {
@@ -104,8 +98,6 @@ mod tests {
                 "-Zbuild-std=core,alloc,compiler_builtins",
                 "-Zbuild-std-features=compiler-builtins-mem",
                 "-Zjson-target-spec",
-                "--config",
-                "profile.release.codegen-units=1",
                 "--target-dir",
                 "/repo/target/image",
             ]
