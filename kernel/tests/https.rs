@@ -160,10 +160,7 @@ struct Tap {
 
 impl Tap {
     fn create(name: &'static str, host_address: &str) -> Tap {
-        let ip = |args: &[&str]| {
-            let status = Command::new("ip").args(args).status().expect("ip runs");
-            assert!(status.success(), "ip {args:?} failed");
-        };
+        let ip = |args: &[&str]| xtask::ip(args).unwrap_or_else(|error| panic!("{error}"));
         let _ = Command::new("ip").args(["link", "delete", name]).stderr(std::process::Stdio::null()).status();
         ip(&["tuntap", "add", "dev", name, "mode", "tap"]);
         let tap = Tap { name };
@@ -185,9 +182,7 @@ impl Drop for Tap {
 /// ways. Needs root for the TAP device; skipped otherwise.
 #[test]
 fn virtio_net_checksum_offload_over_a_tap_device() {
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
-    if !is_root || Command::new("ip").arg("-V").output().is_err() {
+    if !xtask::is_root() || !xtask::on_path("ip") {
         println!("skipped: needs root and ip(8) for a TAP device");
         return;
     }

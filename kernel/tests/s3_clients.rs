@@ -1208,9 +1208,7 @@ impl Drop for Namespace {
 /// the namespace and the TAP device, as CI has.
 #[test]
 fn real_clients_against_hosted() {
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
-    if !is_root {
+    if !xtask::is_root() {
         println!("s3_clients: hosted suite skipped: needs root for a network namespace and a TAP device");
         return;
     }

@@ -169,7 +169,7 @@ fn ensure_debian_package(package: &str) -> Result<()> {
 
 fn install_debian(packages: &[&str]) -> Result<()> {
     let shown = packages.join(" ");
-    if !crate::setup::is_root()? {
+    if !crate::is_root() {
         bail!("missing host packages; run as root:\n    sudo apt-get update && sudo apt-get install -y {shown}");
     }
     eprintln!("xtask: installing {shown}");

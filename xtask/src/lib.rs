@@ -15,7 +15,7 @@
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
@@ -71,6 +71,25 @@ pub fn run_checked(cmd: &mut Command) -> Result<()> {
 /// `program arg1 arg2`, for messages.
 pub fn display_command(cmd: &Command) -> String {
     std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(OsStr::to_string_lossy).collect::<Vec<_>>().join(" ")
+}
+
+/// Whether this process runs as root (effective uid 0): network namespaces,
+/// TAP devices and apt-get need it.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|uids| uids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
+/// `ip ARGS` (iproute2), its output discarded; fails unless it exits 0.
+pub fn ip(args: &[&str]) -> Result<()> {
+    run_checked(Command::new("ip").args(args).stdout(Stdio::null()))
+}
+
+/// Cargo's target directory for host builds.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
 }
 
 /// Whether `program` is an executable file in a directory of PATH.

@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::state::State;
-use crate::{bootfs, on_path, remove_package_env, repo_root, run_checked};
+use crate::{bootfs, ip, is_root, on_path, remove_package_env, repo_root, run_checked, target_dir};
 
 const NETNS: &str = "rc-bench";
 const PEER_NETNS: &str = "rc-bench-peer";
@@ -107,24 +107,10 @@ impl Drop for Testbed {
     }
 }
 
-fn ip(args: &[&str]) -> Result<()> {
-    run_checked(Command::new("ip").args(args).stdout(Stdio::null()))
-}
-
 fn delete_namespaces() {
     for ns in [NETNS, PEER_NETNS] {
         let _ = Command::new("ip").args(["netns", "delete", ns]).stderr(Stdio::null()).status();
     }
-}
-
-fn is_root() -> Result<bool> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let uid = status.lines().find_map(|line| line.strip_prefix("Uid:")).context("no Uid line")?;
-    Ok(uid.split_whitespace().nth(1) == Some("0"))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
 }
 
 /// Runs the client script, inside `netns` or (for loopback targets) on the
@@ -167,7 +153,7 @@ fn percent(part: f64, whole: f64) -> String {
 
 /// Builds the hosted server, sets up the namespaces and prints the table.
 pub fn run() -> Result<()> {
-    ensure!(is_root()?, "bench net needs root (network namespaces and a TAP device)");
+    ensure!(is_root(), "bench net needs root (network namespaces and a TAP device)");
     for program in ["ip", "python3", "timeout"] {
         ensure!(on_path(program), "{program} not found on PATH");
     }

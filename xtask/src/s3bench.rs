@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::state::State;
-use crate::{bootfs, on_path, remove_package_env, repo_root, run_checked};
+use crate::{bootfs, ip, is_root, on_path, remove_package_env, repo_root, run_checked, target_dir};
 
 const NETNS: &str = "rc-s3bench";
 const TAP: &str = "rcs3tap0";
@@ -153,20 +153,6 @@ impl Drop for Namespace {
 
 fn delete_namespace() {
     let _ = Command::new("ip").args(["netns", "delete", NETNS]).stderr(Stdio::null()).status();
-}
-
-fn ip(args: &[&str]) -> Result<()> {
-    run_checked(Command::new("ip").args(args).stdout(Stdio::null()))
-}
-
-fn is_root() -> Result<bool> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let uid = status.lines().find_map(|line| line.strip_prefix("Uid:")).context("no Uid line")?;
-    Ok(uid.split_whitespace().nth(1) == Some("0"))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
 }
 
 fn free_port() -> Result<u16> {
@@ -384,7 +370,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let wanted = |name: &str| only.as_ref().is_none_or(|only| only.iter().any(|o| o == name));
-    ensure!(is_root()?, "bench s3 needs root (a network namespace and a TAP device for hosted)");
+    ensure!(is_root(), "bench s3 needs root (a network namespace and a TAP device for hosted)");
     for program in ["ip", "openssl"] {
         ensure!(on_path(program), "{program} not found on PATH");
     }

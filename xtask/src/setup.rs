@@ -75,7 +75,7 @@ pub fn ensure_host_tools() -> Result<()> {
         return Ok(());
     }
     let packages = missing.join(" ");
-    if !is_root()? {
+    if !crate::is_root() {
         bail!("missing host packages; run as root:\n    sudo apt-get update && sudo apt-get install -y {packages}");
     }
     eprintln!("xtask: installing {packages}");
@@ -85,11 +85,6 @@ pub fn ensure_host_tools() -> Result<()> {
         bail!("installed {packages}, but {program} is still not on PATH");
     }
     Ok(())
-}
-
-pub(crate) fn is_root() -> Result<bool> {
-    let output = Command::new("id").arg("-u").output().context("cannot run `id -u`")?;
-    Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
 }
 
 #[cfg(test)]
