@@ -262,7 +262,6 @@ fn run(cmd: &mut Command, scratch: &Path, timeout: Duration) -> Ran {
     let out = std::fs::File::create(&out_path).expect("stdout file");
     let err = std::fs::File::create(&err_path).expect("stderr file");
     let shown = xtask::display_command(cmd);
-    let start = Instant::now();
     let mut child = match cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn() {
         Ok(child) => child,
         Err(error) => {
@@ -274,17 +273,7 @@ fn run(cmd: &mut Command, scratch: &Path, timeout: Duration) -> Ran {
             };
         }
     };
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = xtask::wait_with_timeout(&mut child, timeout).expect("wait");
     let stdout = String::from_utf8_lossy(&std::fs::read(&out_path).unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&std::fs::read(&err_path).unwrap_or_default()).into_owned();
     let code = match status {

@@ -333,19 +333,8 @@ fn run_client(lab: &Lab, vm: &Vm, command: &str, extra: &[String], timeout: Dura
     cmd.stdout(std::fs::File::create(&out_path).expect("stdout file"))
         .stderr(std::fs::File::create(&err_path).expect("stderr file"));
     let shown = xtask::display_command(&cmd);
-    let start = Instant::now();
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = xtask::wait_with_timeout(&mut child, timeout).expect("wait");
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let mut results = Vec::new();
