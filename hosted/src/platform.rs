@@ -158,7 +158,8 @@ const NO_WAIT: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
 
 impl Platform for HostPlatform {
     fn poll_events(&mut self) {
-        if !self.readables.is_empty() {
+        // A syscall per executor turn, so only for a line not already raised.
+        if self.readables.iter().any(|readable| !readable.event.is_pending()) {
             let _ = self.wait(Some(&NO_WAIT), false);
         }
         for event in &self.events {

@@ -70,10 +70,6 @@ pub struct TapStats {
     pub tx_frames: AtomicU64,
     /// Frames Linux refused (queue full, interface down): TCP retransmits.
     pub tx_dropped: AtomicU64,
-    /// TCP segments dropped for a wrong checksum (offload on).
-    pub rx_bad_checksum: AtomicU64,
-    /// Frames of more than one MSS sent for Linux to segment.
-    pub tx_segmented: AtomicU64,
 }
 
 /// An open TAP interface (`IFF_TAP | IFF_NO_PI`, and `IFF_VNET_HDR` with
@@ -213,9 +209,6 @@ impl phy::TxToken for TapTxToken<'_> {
         let result = f(&mut self.buf[header_bytes..]);
         if self.offload == TapOffload::Tcp {
             let header = offload::prepare_tx(&mut self.buf[header_bytes..], self.meta.segmentation_offload_size);
-            if header.gso_size != 0 {
-                self.stats.tx_segmented.fetch_add(1, Ordering::Relaxed);
-            }
             self.buf[..header_bytes].copy_from_slice(&header.to_bytes());
         }
         // SAFETY: the pointer and length describe `self.buf`, initialised and
@@ -256,9 +249,8 @@ impl Device for TapDevice {
                     let frame = VIRTIO_NET_HDR_BYTES..len;
                     match offload::check_rx(&header, &mut self.rx_buf[frame.clone()]) {
                         RxVerdict::Accept => break frame,
-                        RxVerdict::BadChecksum => {
-                            self.stats.rx_bad_checksum.fetch_add(1, Ordering::Relaxed);
-                        }
+                        // Dropped, as smoltcp drops a bad checksum it checks.
+                        RxVerdict::BadChecksum => {}
                     }
                 }
             }

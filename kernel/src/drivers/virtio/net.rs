@@ -41,8 +41,6 @@ pub struct Counters {
     pub rx_frames: u64,
     pub tx_frames: u64,
     pub tx_dropped_no_buffer: u64,
-    /// TCP segments dropped for a wrong checksum (offload on).
-    pub rx_bad_checksum: u64,
 }
 
 struct Receive {
@@ -60,14 +58,23 @@ struct Transmit {
     scratch: Vec<u8>,
 }
 
+/// Who checks the TCP checksums of received frames, per the negotiated
+/// features.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checksums {
+    /// No offload: smoltcp computes and checks them all.
+    Stack,
+    /// `GUEST_CSUM` without `CSUM`: the device may send partial checksums,
+    /// which the driver completes for smoltcp to check.
+    StackAfterCompleting,
+    /// `CSUM`: TCP checksums are the driver's (see the module).
+    Driver,
+}
+
 pub struct VirtioNet {
     transport: Transport,
     mac: [u8; 6],
-    /// `CSUM` negotiated: TCP checksums are the driver's (see the module).
-    checksum_offload: bool,
-    /// `GUEST_CSUM` without `CSUM`: partial checksums are completed here
-    /// for a stack that checks them all.
-    complete_partial: bool,
+    checksums: Checksums,
     receive: Receive,
     transmit: Transmit,
     pub counters: Counters,
@@ -131,8 +138,13 @@ impl VirtioNet {
         tx_vector: u8,
     ) -> Result<Self, VirtioError> {
         let (transport, features) = Transport::init(access, function, F_VERSION_1 | F_MAC | F_CSUM | F_GUEST_CSUM)?;
-        let checksum_offload = features & F_CSUM != 0;
-        let complete_partial = !checksum_offload && features & F_GUEST_CSUM != 0;
+        let checksums = if features & F_CSUM != 0 {
+            Checksums::Driver
+        } else if features & F_GUEST_CSUM != 0 {
+            Checksums::StackAfterCompleting
+        } else {
+            Checksums::Stack
+        };
         let mut mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
         if features & F_MAC != 0 {
             for (index, byte) in mac.iter_mut().enumerate() {
@@ -163,11 +175,10 @@ impl VirtioNet {
         Ok(Self {
             transport,
             mac,
-            checksum_offload,
-            complete_partial,
+            checksums,
             receive,
             transmit,
-            counters: Counters { rx_frames: 0, tx_frames: 0, tx_dropped_no_buffer: 0, rx_bad_checksum: 0 },
+            counters: Counters { rx_frames: 0, tx_frames: 0, tx_dropped_no_buffer: 0 },
             rx_vector,
             tx_vector,
         })
@@ -179,7 +190,7 @@ impl VirtioNet {
 
     /// What the stack on this device must be told.
     pub fn tcp_offload(&self) -> net::tcp::TcpOffload {
-        if self.checksum_offload {
+        if self.checksums == Checksums::Driver {
             net::tcp::TcpOffload::Device { segment_frame_bytes: None }
         } else {
             net::tcp::TcpOffload::None
@@ -271,13 +282,16 @@ impl phy::Device for VirtioNet {
         let (head, len) = loop {
             let (head, len) = self.receive.queue.pop_used()?;
             self.counters.rx_frames += 1;
-            if self.complete_partial {
-                self.receive.complete_partial(head, len as usize);
+            match self.checksums {
+                Checksums::Stack => break (head, len),
+                Checksums::StackAfterCompleting => {
+                    self.receive.complete_partial(head, len as usize);
+                    break (head, len);
+                }
+                Checksums::Driver if self.receive.checksum_ok(head, len as usize) => break (head, len),
+                Checksums::Driver => {}
             }
-            if !self.checksum_offload || self.receive.checksum_ok(head, len as usize) {
-                break (head, len);
-            }
-            self.counters.rx_bad_checksum += 1;
+            // A bad checksum: dropped, as smoltcp drops one it checks.
             let slot = self.receive.slot_of_head[usize::from(head)];
             self.receive.post(slot);
             self.receive.queue.notify();
@@ -288,7 +302,7 @@ impl phy::Device for VirtioNet {
                 transmit: &mut self.transmit,
                 sent: &mut self.counters.tx_frames,
                 dropped: &mut self.counters.tx_dropped_no_buffer,
-                checksum_offload: self.checksum_offload,
+                checksum_offload: self.checksums == Checksums::Driver,
             },
         ))
     }
@@ -302,7 +316,7 @@ impl phy::Device for VirtioNet {
             transmit: &mut self.transmit,
             sent: &mut self.counters.tx_frames,
             dropped: &mut self.counters.tx_dropped_no_buffer,
-            checksum_offload: self.checksum_offload,
+            checksum_offload: self.checksums == Checksums::Driver,
         })
     }
 
