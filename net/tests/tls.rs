@@ -280,6 +280,53 @@ fn write_before_handshake_is_refused() {
     assert!(server.is_handshaking());
 }
 
+/// TLS 1.3 lets a client send data right behind its Finished. When the server gets that data
+/// in the same reads as the Finished and more of it than the plaintext bound (a busy server: a
+/// TCG guest), the handshake still completes, with every byte readable afterwards. (It used to
+/// stay "handshaking" until the incoming buffer was full, and the connection failed.)
+#[test]
+fn data_behind_the_finished_beyond_the_plaintext_bound() {
+    let config = all_suites_client();
+    let mut client = ClientSession::new(config, ServerName::try_from("s3.rustcore.test").unwrap()).unwrap();
+    let mut server = ServerSession::new(server().config).unwrap();
+    // ClientHello -> server flight -> client Finished, nothing fed back to the server yet.
+    client.process().unwrap();
+    server.feed(client.outgoing()).unwrap();
+    client.consume_outgoing(client.outgoing().len());
+    server.process().unwrap();
+    client.feed(server.outgoing()).unwrap();
+    server.consume_outgoing(server.outgoing().len());
+    client.process().unwrap();
+    assert!(!client.is_handshaking() && server.is_handshaking());
+    let data = pattern(200 * 1024, 3);
+    let mut sent = 0;
+    while sent < data.len() {
+        sent += client.write(&data[sent..]).unwrap();
+    }
+    // The server takes what fits and processes it, as `TlsStream` does, without reading.
+    let mut wire = client.outgoing().to_vec();
+    let take = wire.len().min(server.incoming_capacity());
+    server.feed(&wire[..take]).unwrap();
+    wire.drain(..take);
+    server.process().unwrap();
+    assert!(!server.is_handshaking(), "the handshake completes with the Finished");
+    // Then the rest, reading as it goes.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    for _ in 0..10_000 {
+        let n = server.read(&mut buf);
+        got.extend_from_slice(&buf[..n]);
+        let take = wire.len().min(server.incoming_capacity());
+        server.feed(&wire[..take]).unwrap();
+        wire.drain(..take);
+        server.process().unwrap();
+        if got.len() == data.len() {
+            break;
+        }
+    }
+    assert!(got == data, "got {} of {} bytes", got.len(), data.len());
+}
+
 #[test]
 fn incoming_bound() {
     let mut server = ServerSession::new(server().config).unwrap();

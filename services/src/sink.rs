@@ -42,8 +42,16 @@ pub async fn tls(listener: TcpListener, config: Arc<ServerConfig>, timers: Timer
         let Ok(tcp) = listener.accept().await else { continue };
         let (config, timers) = (config.clone(), timers.clone());
         drop(spawner.spawn(async move {
-            let Ok(Ok(mut stream)) = timers.timeout(HANDSHAKE_TIMEOUT, TlsStream::accept(tcp, config)).await else {
-                return;
+            let mut stream = match timers.timeout(HANDSHAKE_TIMEOUT, TlsStream::accept(tcp, config)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    crate::warn!("sink", "TLS handshake failed: {}", error);
+                    return;
+                }
+                Err(_) => {
+                    crate::warn!("sink", "TLS handshake timed out");
+                    return;
+                }
             };
             let mut buf = vec![0u8; READ_BYTES];
             loop {
@@ -53,7 +61,10 @@ pub async fn tls(listener: TcpListener, config: Arc<ServerConfig>, timers: Timer
                         return;
                     }
                     Ok(_) => {}
-                    Err(_) => return,
+                    Err(error) => {
+                        crate::warn!("sink", "TLS connection failed: {}", error);
+                        return;
+                    }
                 }
             }
         }));

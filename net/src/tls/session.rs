@@ -5,8 +5,8 @@
 //!
 //! Bounds: unprocessed ciphertext at most [`MAX_INCOMING_BYTES`] (`feed` refuses more);
 //! decrypted, unread plaintext stops growing at [`MAX_PLAINTEXT_BYTES`] (`process` stops
-//! decrypting until `read` drains it; a `write` may still decrypt what is already fed, so the
-//! worst case is the sum of both); `write` accepts plaintext only while `outgoing` holds less
+//! decrypting until `read` drains it; a `write`, or the end of the handshake, may still decrypt
+//! what is already fed, so the worst case is the sum of both); `write` accepts plaintext only while `outgoing` holds less
 //! than [`MAX_OUTGOING_BYTES`]. Handshake messages are never refused.
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -191,7 +191,10 @@ impl<C: Unbuffered> Engine<C> {
         }
         let mut written = 0;
         loop {
-            if write.is_none() && self.plaintext.len() >= MAX_PLAINTEXT_BYTES {
+            // Not while handshaking: rustls hands out records a client sent behind its Finished
+            // (ReadTraffic) before it reports the handshake complete (WriteTraffic), so stopping
+            // here would leave the session handshaking while its incoming buffer fills.
+            if write.is_none() && self.handshake_done && self.plaintext.len() >= MAX_PLAINTEXT_BYTES {
                 return Ok(written);
             }
             let UnbufferedStatus { mut discard, state } = self.conn.process(self.incoming.as_mut_slice());
