@@ -3,8 +3,6 @@
 //! place where the two halves of the stack meet.
 
 use alloc::sync::Arc;
-use alloc::vec;
-use alloc::vec::Vec;
 use core::fmt;
 
 use rustls::ServerConfig;
@@ -13,7 +11,7 @@ use crate::tcp::{NetError, TcpStream};
 use crate::tls::TlsError;
 use crate::tls::session::ServerSession;
 
-/// Ciphertext read from TCP per call: one full TLS record and its header.
+/// Most ciphertext read from TCP per call.
 const READ_CHUNK_BYTES: usize = 64 * 1024 + 512;
 
 #[derive(Debug)]
@@ -49,7 +47,6 @@ impl fmt::Display for TlsStreamError {
 pub struct TlsStream {
     tcp: TcpStream,
     session: ServerSession,
-    chunk: Vec<u8>,
 }
 
 impl TlsStream {
@@ -57,7 +54,7 @@ impl TlsStream {
     /// queued is sent before the error is returned.
     pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> Result<Self, TlsStreamError> {
         let session = ServerSession::new(config)?;
-        let mut stream = Self { tcp, session, chunk: vec![0; READ_CHUNK_BYTES] };
+        let mut stream = Self { tcp, session };
         while stream.session.is_handshaking() {
             stream.send_pending().await?;
             if !stream.session.is_handshaking() {
@@ -92,13 +89,25 @@ impl TlsStream {
 
     /// Reads ciphertext from TCP and runs the state machine; 0 at TCP EOF.
     async fn receive(&mut self) -> Result<usize, TlsStreamError> {
-        let room = self.session.incoming_capacity().min(self.chunk.len());
-        let read = self.tcp.read(&mut self.chunk[..room.max(1)]).await?;
-        if read == 0 {
-            return Ok(0);
+        let read = self.receive_unprocessed().await?;
+        if read > 0 {
+            self.process_fed().await?;
         }
-        self.session.feed(&self.chunk[..read])?;
-        self.process_fed().await?;
+        Ok(read)
+    }
+
+    /// Reads ciphertext from TCP straight into the session's incoming
+    /// buffer; 0 at TCP EOF.
+    async fn receive_unprocessed(&mut self) -> Result<usize, TlsStreamError> {
+        let Self { tcp, session } = self;
+        let room = session.incoming_capacity().min(READ_CHUNK_BYTES);
+        if room == 0 {
+            // Cannot happen while `process` runs after every read: whole
+            // records never fill the buffer.
+            return Err(TlsError::IncomingBufferFull.into());
+        }
+        let read = tcp.read(session.incoming_buffer(room)).await?;
+        session.commit_incoming(read);
         Ok(read)
     }
 
@@ -115,22 +124,23 @@ impl TlsStream {
     /// Decrypted application data; 0 once the peer sent close_notify.
     pub async fn read(&mut self, out: &mut [u8]) -> Result<usize, TlsStreamError> {
         loop {
-            let copied = self.session.read(out);
+            // Decrypts whatever whole records were received, straight into
+            // `out` (a peer that has sent everything must not wait on TCP).
+            let copied = match self.session.read_decrypting(out) {
+                Ok(copied) => copied,
+                Err(error) => {
+                    let _ = self.send_pending().await;
+                    return Err(error.into());
+                }
+            };
             if copied > 0 || out.is_empty() {
                 return Ok(copied);
-            }
-            // Whole records may be waiting undecrypted (`process` stops at
-            // the plaintext bound): decrypt them before waiting on TCP for
-            // more, or a peer that has sent everything waits forever.
-            self.process_fed().await?;
-            if self.session.readable() > 0 {
-                continue;
             }
             if self.session.peer_closed() {
                 return Ok(0);
             }
             self.send_pending().await?;
-            if self.receive().await? == 0 {
+            if self.receive_unprocessed().await? == 0 {
                 return Err(TlsStreamError::UnexpectedEof);
             }
         }

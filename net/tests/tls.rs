@@ -327,6 +327,49 @@ fn data_behind_the_finished_beyond_the_plaintext_bound() {
     assert!(got == data, "got {} of {} bytes", got.len(), data.len());
 }
 
+/// The copy-saving path `TlsStream` uses: ciphertext received in place (`incoming_buffer`,
+/// `commit_incoming`) in odd-sized pieces, plaintext decrypted straight into odd-sized reads
+/// (`read_decrypting`), with the data, a KeyUpdate and close_notify all arriving intact and in
+/// order.
+#[test]
+fn in_place_receive_and_direct_reads() {
+    let (mut client, mut server) = connect(&all_suites_client(), &server(), "s3.rustcore.test");
+    let data = pattern(3 * MIB + 12_345, 11);
+    let mut sent = 0;
+    let mut wire = Vec::new();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 100_000];
+    let sizes = [1usize, 7, 5_000, 16 * 1024 + 5, 70_001, 100_000];
+    for step in 0..100_000 {
+        if sent < data.len() {
+            sent += client.write(&data[sent..data.len().min(sent + 40_000)]).unwrap();
+            if sent == data.len() {
+                client.close();
+            } else if step == 3 {
+                client.update_keys().unwrap();
+            }
+            client.process().unwrap();
+            wire.extend_from_slice(client.outgoing());
+            client.consume_outgoing(client.outgoing().len());
+        }
+        let piece = wire.len().min(sizes[step % sizes.len()]);
+        let room = server.incoming_buffer(piece);
+        let n = room.len();
+        room.copy_from_slice(&wire[..n]);
+        server.commit_incoming(n);
+        wire.drain(..n);
+        let want = sizes[(step + 3) % sizes.len()];
+        let read = server.read_decrypting(&mut buf[..want]).unwrap();
+        got.extend_from_slice(&buf[..read]);
+        assert!(server.readable() <= net::tls::session::MAX_PLAINTEXT_BYTES + MAX_INCOMING_BYTES);
+        if server.peer_closed() && server.readable() == 0 && wire.is_empty() && read == 0 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "corrupted transfer");
+}
+
 #[test]
 fn incoming_bound() {
     let mut server = ServerSession::new(server().config).unwrap();

@@ -28,38 +28,61 @@ pub const MAX_PLAINTEXT_BYTES: usize = 64 * 1024;
 /// Encrypted bytes waiting to be sent before `write` accepts no more.
 pub const MAX_OUTGOING_BYTES: usize = 256 * 1024;
 
-/// Bytes with a consumed prefix: consuming is O(1); the prefix is reclaimed when it is at least
-/// half the buffer, so copying stays amortised O(1) per byte.
+/// Bytes in `buf[start..end]`. Consuming moves `start`; the live bytes move to the front only
+/// when a push needs room at the tail, and the tail can be written in place (a socket read goes
+/// straight into the incoming queue), so each byte is copied in once and out once.
 #[derive(Default)]
 struct ByteQueue {
     buf: Vec<u8>,
     start: usize,
+    end: usize,
 }
 
 impl ByteQueue {
     fn len(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
     fn as_slice(&self) -> &[u8] {
-        &self.buf[self.start..]
+        &self.buf[self.start..self.end]
     }
     fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..]
+        &mut self.buf[self.start..self.end]
+    }
+    /// `n` writable bytes after the live ones (stale contents), made room for by moving the live
+    /// bytes to the front or growing; [`Self::commit`] makes a prefix of them live.
+    fn tail(&mut self, n: usize) -> &mut [u8] {
+        if self.buf.len() - self.end < n {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() - self.end < n {
+                self.buf.resize(self.end + n, 0);
+            }
+        }
+        &mut self.buf[self.end..self.end + n]
+    }
+    /// Makes the first `n` bytes of the last [`Self::tail`] live.
+    fn commit(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
     }
     fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        self.tail(bytes.len()).copy_from_slice(bytes);
+        self.commit(bytes.len());
     }
     fn consume(&mut self, n: usize) {
         self.start += n.min(self.len());
-        if self.start == self.buf.len() {
-            self.buf.clear();
+        if self.start == self.end {
             self.start = 0;
-        } else if self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
+            self.end = 0;
         }
     }
-    /// Appends what `fill` writes into a zeroed tail of `estimate` bytes, growing it to the size
+    /// Drops every byte and the memory holding them.
+    fn release(&mut self) {
+        *self = Self::default();
+    }
+    /// Appends what `fill` writes into a tail of `estimate` bytes, growing it to the size
     /// `fill` asks for (rustls reports the exact size it needs).
     fn append_with<E>(
         &mut self,
@@ -67,22 +90,17 @@ impl ByteQueue {
         mut fill: impl FnMut(&mut [u8]) -> Result<usize, E>,
         required: impl Fn(&E) -> Option<usize>,
     ) -> Result<(), E> {
-        let old_len = self.buf.len();
         let mut size = estimate;
         loop {
-            self.buf.resize(old_len + size, 0);
-            match fill(&mut self.buf[old_len..]) {
+            match fill(self.tail(size)) {
                 Ok(written) => {
-                    self.buf.truncate(old_len + written);
+                    self.commit(written);
                     return Ok(());
                 }
-                Err(e) => {
-                    self.buf.truncate(old_len);
-                    match required(&e) {
-                        Some(needed) if needed > size => size = needed,
-                        _ => return Err(e),
-                    }
-                }
+                Err(e) => match required(&e) {
+                    Some(needed) if needed > size => size = needed,
+                    _ => return Err(e),
+                },
             }
         }
     }
@@ -135,6 +153,12 @@ fn encrypt_error(e: EncryptError) -> TlsError {
 const RECORD_OVERHEAD_BYTES: usize = 64;
 const MAX_FRAGMENT_BYTES: usize = 16 * 1024;
 
+/// A reader's buffer that [`Engine::drive`] decrypts into, saving the copy through `plaintext`.
+struct Direct<'o> {
+    out: &'o mut [u8],
+    filled: usize,
+}
+
 /// The part shared by server and client sessions.
 struct Engine<C> {
     conn: C,
@@ -185,7 +209,9 @@ impl<C: Unbuffered> Engine<C> {
     /// Runs rustls until it needs more input or has nothing more to do. With `write`, encrypts
     /// that plaintext at the first chance (and ignores the plaintext bound, see the module doc).
     /// Returns how many bytes of `write` were encrypted.
-    fn drive(&mut self, mut write: Option<&[u8]>) -> Result<usize, TlsError> {
+    /// With `direct`, decrypted records go into its buffer while it has room and nothing older
+    /// waits in `plaintext`, and the run stops once it is full.
+    fn drive(&mut self, mut write: Option<&[u8]>, mut direct: Option<&mut Direct<'_>>) -> Result<usize, TlsError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -194,8 +220,11 @@ impl<C: Unbuffered> Engine<C> {
             // Not while handshaking: rustls hands out records a client sent behind its Finished
             // (ReadTraffic) before it reports the handshake complete (WriteTraffic), so stopping
             // here would leave the session handshaking while its incoming buffer fills.
-            if write.is_none() && self.handshake_done && self.plaintext.len() >= MAX_PLAINTEXT_BYTES {
-                return Ok(written);
+            if write.is_none() && self.handshake_done {
+                let direct_full = direct.as_ref().is_some_and(|d| d.filled == d.out.len());
+                if direct_full || self.plaintext.len() >= MAX_PLAINTEXT_BYTES {
+                    return Ok(written);
+                }
             }
             let UnbufferedStatus { mut discard, state } = self.conn.process(self.incoming.as_mut_slice());
             let state = match state {
@@ -212,7 +241,16 @@ impl<C: Unbuffered> Engine<C> {
                         match record {
                             Ok(record) => {
                                 discard += record.discard;
-                                self.plaintext.push(record.payload);
+                                let mut payload = record.payload;
+                                if let Some(d) = direct.as_deref_mut()
+                                    && self.plaintext.len() == 0
+                                {
+                                    let n = payload.len().min(d.out.len() - d.filled);
+                                    d.out[d.filled..d.filled + n].copy_from_slice(&payload[..n]);
+                                    d.filled += n;
+                                    payload = &payload[n..];
+                                }
+                                self.plaintext.push(payload);
                             }
                             Err(e) => {
                                 self.incoming.consume(discard);
@@ -290,7 +328,7 @@ impl<C: Unbuffered> Engine<C> {
                 let _ = self.outgoing.append_with(MAX_RECORD_BYTES, |b| encode.encode(b), encode_required);
             }
         }
-        self.incoming = ByteQueue::default();
+        self.incoming.release();
         self.failed = Some(error.clone());
         error
     }
@@ -310,7 +348,7 @@ impl<C: Unbuffered> Engine<C> {
         if take == 0 {
             return Ok(0);
         }
-        self.drive(Some(&plaintext[..take]))
+        self.drive(Some(&plaintext[..take]), None)
     }
 
     fn read(&mut self, out: &mut [u8]) -> usize {
@@ -318,6 +356,20 @@ impl<C: Unbuffered> Engine<C> {
         out[..n].copy_from_slice(&self.plaintext.as_slice()[..n]);
         self.plaintext.consume(n);
         n
+    }
+
+    fn read_decrypting(&mut self, out: &mut [u8]) -> Result<usize, TlsError> {
+        let copied = self.read(out);
+        if copied == out.len() {
+            return Ok(copied);
+        }
+        let mut direct = Direct { out: &mut out[copied..], filled: 0 };
+        match self.drive(None, Some(&mut direct)) {
+            // Authentic data that came before the error is delivered; the error is kept
+            // (`failed`) for the next call.
+            Err(e) if copied + direct.filled == 0 => Err(e),
+            _ => Ok(copied + direct.filled),
+        }
     }
 
     fn update_keys(&mut self) -> Result<(), TlsError> {
@@ -351,7 +403,28 @@ macro_rules! session_api {
         /// hold a fatal alert worth sending before closing the socket.
         pub fn process(&mut self) -> Result<(), TlsError> {
             $(self.$before_process();)?
-            self.engine.drive(None).map(|_| ())
+            self.engine.drive(None, None).map(|_| ())
+        }
+
+        /// Room for up to `max` bytes of ciphertext (never more than `incoming_capacity()`),
+        /// to receive into in place; [`Self::commit_incoming`] then takes the bytes received,
+        /// as `feed` would without copying them.
+        pub fn incoming_buffer(&mut self, max: usize) -> &mut [u8] {
+            let n = max.min(self.engine.incoming_capacity());
+            self.engine.incoming.tail(n)
+        }
+
+        /// Takes the first `n` bytes of the last `incoming_buffer` as received ciphertext.
+        pub fn commit_incoming(&mut self, n: usize) {
+            let n = n.min(self.engine.incoming_capacity());
+            self.engine.incoming.commit(n)
+        }
+
+        /// `read`, and when that leaves room in `out`, `process` with the records decrypted
+        /// straight into `out` (one copy fewer than `process` then `read`). Errors as `process`.
+        pub fn read_decrypting(&mut self, out: &mut [u8]) -> Result<usize, TlsError> {
+            $(self.$before_process();)?
+            self.engine.read_decrypting(out)
         }
 
         /// Ciphertext to send to the peer.
