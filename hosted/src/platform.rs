@@ -155,6 +155,29 @@ impl HostPlatform {
 }
 
 const NO_WAIT: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+/// How long `idle` polls without sleeping before it sleeps in `ppoll`.
+const BUSY_POLL_NS: u64 = 50_000;
+
+impl HostPlatform {
+    /// Polls the descriptors without sleeping for up to [`BUSY_POLL_NS`] (or
+    /// until `deadline_ns`): during a bulk transfer the next frames arrive
+    /// within microseconds, and catching them awake saves the sender's
+    /// kernel a wake-up of this thread per frame (a cross-CPU interrupt,
+    /// costly in a VM). True if the eventfd was readable.
+    fn busy_poll(&mut self, deadline_ns: Option<u64>) -> bool {
+        let until = self.clock.now_ns() + BUSY_POLL_NS;
+        let until = deadline_ns.map_or(until, |deadline| deadline.min(until));
+        loop {
+            if self.wait(Some(&NO_WAIT), true) {
+                return true;
+            }
+            if self.events.iter().any(|event| event.is_pending()) || self.clock.now_ns() >= until {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
 
 impl Platform for HostPlatform {
     fn poll_events(&mut self) {
@@ -180,7 +203,10 @@ impl Platform for HostPlatform {
                 libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as _ }
             });
             if timeout.is_none_or(|t| t.tv_sec != 0 || t.tv_nsec != 0) {
-                woken = self.wait(timeout.as_ref(), true);
+                woken = self.busy_poll(deadline_ns);
+                if !woken && !self.events.iter().any(|event| event.is_pending()) {
+                    woken = self.wait(timeout.as_ref(), true);
+                }
             }
         }
         self.waker.sleeping.store(false, Ordering::SeqCst);
