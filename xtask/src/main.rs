@@ -31,7 +31,8 @@ commands:
                         the seed of any failure
   admin <command>       the admin API of a running VM (keys, grants, quotas,
                         renames); `cargo xtask admin help` lists the commands
-  bench <name>          benchmarks; names: platform, net (root: netns + TAP), storage,
+  bench <name>          benchmarks; names: platform, net [hosted|qemu] (hosted: root,
+                        netns + TAP), storage,
                         s3 [--quick] [--only hosted,qemu,garage,s3s-fs] (root: Rustcore
                         against Garage and s3s-fs under one S3 load, one table)
 ";
@@ -433,8 +434,8 @@ fn bench(args: &[String]) -> Result<ExitCode> {
             bench_platform()?;
             Ok(ExitCode::SUCCESS)
         }
-        [name] if name == "net" => {
-            xtask::netbench::run()?;
+        [name, part @ ..] if name == "net" => {
+            xtask::netbench::run(xtask::netbench::Part::parse(part)?)?;
             Ok(ExitCode::SUCCESS)
         }
         [name, options @ ..] if name == "s3" => {

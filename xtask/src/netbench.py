@@ -3,7 +3,9 @@
 Every loop is bounded in bytes or time and every socket has a timeout, so a
 stuck server ends a run with an error rather than a hang.
 
-  netbench.py bulk HOST PORT BYTES CONNS [CAFILE]   -> prints MB/s (TLS if CAFILE)
+  netbench.py bulk HOST PORT BYTES CONNS [CAFILE [batched]]
+                                                    -> prints MB/s (TLS if CAFILE;
+                                                       batched: records per write)
   netbench.py handshakes HOST PORT SECONDS THREADS CAFILE -> prints handshakes/s
   netbench.py health HOST PORT CAFILE               -> checks GET /health
   netbench.py sink HOST PORT                        -> reads and discards, forever
@@ -44,14 +46,57 @@ def run_threads(count, target):
         sys.exit(f"netbench: {errors[0]!r}")
 
 
-def bulk(host, port, total_bytes, conns, cafile=None):
+class BatchedTls:
+    """TLS through an in-memory BIO, as asyncio does it: one `sendall` carries
+    every record of a 256 KiB write. (`ssl.SSLSocket` writes each 16 KiB
+    record with its own syscall, and on these VMs that per-write cost, not
+    the crypto, bounds one connection: plain TCP in 16 KiB writes is as slow.)
+    """
+
+    def __init__(self, sock, context):
+        self.sock = sock
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing)
+        self._until_done(self.tls.do_handshake)
+
+    def _flush(self):
+        pending = self.outgoing.read()
+        if pending:
+            self.sock.sendall(pending)
+
+    def _until_done(self, step):
+        while True:
+            try:
+                result = step()
+                self._flush()
+                return result
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("peer closed during TLS")
+                self.incoming.write(data)
+
+    def sendall(self, data):
+        view = memoryview(data)
+        while view:
+            view = view[self.tls.write(view):]
+        self._flush()
+
+    def unwrap(self):
+        self._until_done(self.tls.unwrap)
+        return self.sock
+
+
+def bulk(host, port, total_bytes, conns, cafile=None, batched=False):
     context = tls_context(cafile) if cafile else None
     per_conn = total_bytes // conns
 
     def send():
         sock = socket.create_connection((host, port), timeout=TIMEOUT_S)
         if context:
-            sock = context.wrap_socket(sock)
+            sock = BatchedTls(sock, context) if batched else context.wrap_socket(sock)
         view = memoryview(CHUNK)
         left = per_conn
         while left:
@@ -129,7 +174,8 @@ def main(argv):
     command, host, port, *rest = argv
     port = int(port)
     if command == "bulk":
-        bulk(host, port, int(rest[0]), int(rest[1]), rest[2] if len(rest) > 2 else None)
+        cafile = rest[2] if len(rest) > 2 else None
+        bulk(host, port, int(rest[0]), int(rest[1]), cafile, batched=rest[3:] == ["batched"])
     elif command == "handshakes":
         handshakes(host, port, float(rest[0]), int(rest[1]), rest[2])
     elif command == "health":

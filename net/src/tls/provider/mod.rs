@@ -36,6 +36,7 @@ pub mod hash;
 pub mod hmac;
 pub mod kx;
 pub mod sign;
+pub mod speed;
 pub mod verify;
 
 /// Fills the buffer with cryptographically secure random bytes, or fails (never returns weak bytes).
