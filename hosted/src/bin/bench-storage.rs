@@ -211,84 +211,6 @@ impl<D: BlockDevice> BlockDevice for YieldingFlush<D> {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// A synchronous device (the file disk) driven like one with a queue: each
-/// request runs on one of `QUEUE_THREADS` I/O threads and completes later,
-/// so the requests of many tasks are in flight at once, as virtio-blk and
-/// NVMe requests are in the kernel. A flush is an `fdatasync` on one of
-/// them: it covers every write that completed before it started.
-struct QueuedDisk<D> {
-    inner: Arc<D>,
-    jobs: std::sync::mpsc::Sender<Job>,
-}
-
-const QUEUE_THREADS: usize = 16;
-
-impl<D: BlockDevice + Send + Sync + 'static> QueuedDisk<D> {
-    fn new(inner: Arc<D>) -> Self {
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..QUEUE_THREADS {
-            let queue = queue.clone();
-            std::thread::spawn(move || {
-                loop {
-                    let job = queue.lock().expect("queue").recv();
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
-                    }
-                }
-            });
-        }
-        Self { inner, jobs }
-    }
-
-    /// Runs `request` on an I/O thread; resolves with its result.
-    fn submit<T: Send + 'static>(&self, request: impl FnOnce(&D) -> T + Send + 'static) -> impl Future<Output = T> {
-        type Slot<T> = Arc<Mutex<(Option<T>, Option<Waker>)>>;
-        let slot: Slot<T> = Arc::new(Mutex::new((None, None)));
-        let (inner, done) = (self.inner.clone(), slot.clone());
-        let job: Job = Box::new(move || {
-            let value = request(&inner);
-            let mut slot = done.lock().expect("slot");
-            slot.0 = Some(value);
-            if let Some(waker) = slot.1.take() {
-                waker.wake();
-            }
-        });
-        self.jobs.send(job).expect("I/O threads run as long as the disk");
-        std::future::poll_fn(move |cx| {
-            let mut slot = slot.lock().expect("slot");
-            match slot.0.take() {
-                Some(value) => Poll::Ready(value),
-                None => {
-                    slot.1 = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        })
-    }
-}
-
-impl<D: BlockDevice + Send + Sync + 'static> BlockDevice for QueuedDisk<D> {
-    fn geometry(&self) -> Geometry {
-        self.inner.geometry()
-    }
-
-    fn read(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
-        self.submit(move |disk| block_on(disk.read(lba, buf)))
-    }
-
-    fn write(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
-        self.submit(move |disk| block_on(disk.write(lba, buf)))
-    }
-
-    fn flush(&self) -> impl Future<Output = Result<(), BlockError>> {
-        self.submit(|disk| block_on(disk.flush()))
-    }
-}
-
 /// A file of `bytes` zeros, written out, so that the store's writes do not
 /// pay for ext4 allocating a sparse file's blocks (a disk has none to
 /// allocate) and flushes are data flushes.
@@ -463,6 +385,9 @@ fn memcpy_rate() -> f64 {
     )
 }
 
+/// `rustcore-hosted`'s I/O helper threads on its data file.
+const IO_THREADS: usize = 8;
+
 /// Sequential PUT and GET on a file with real flushes, beside ext4.
 fn file_rows(rows: &mut Vec<Row>, dir: &Path) {
     let image = dir.join("store.img");
@@ -508,9 +433,13 @@ fn file_rows(rows: &mut Vec<Row>, dir: &Path) {
     ));
     drop(store);
 
-    // Group commit: 64 writers of 4 KiB PUTs; the flush runs on a thread
-    // while the other writers queue their records behind it.
-    let queued = QueuedDisk::new(disk.clone());
+    // Group commit: 64 writers of 4 KiB PUTs on the disk as rustcore-hosted
+    // drives it (I/O on helper threads, several requests in flight, as
+    // virtio-blk and NVMe requests are in the kernel): the flush runs on a
+    // helper while the other writers queue their records behind it.
+    let queued = FileDisk::open(&image, 4096, 1024 * MIB)
+        .and_then(|disk| disk.with_io_threads(IO_THREADS))
+        .expect("disk image with I/O threads");
     let store = Rc::new(block_on(Store::open(queued)).expect("open").0);
     let data = Rc::new(content(4096, 11));
     let (writers, per_writer) = (64, 40);
