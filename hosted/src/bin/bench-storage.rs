@@ -432,6 +432,16 @@ fn file_rows(rows: &mut Vec<Row>, dir: &Path) {
         "ms",
     ));
     drop(store);
+    let _ = std::fs::remove_file(&image);
+}
+
+/// Group commit on a file with real flushes, beside one flush per PUT.
+fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path) {
+    let image = dir.join("group.img");
+    preallocated(&image, 1024 * MIB);
+    let disk = Arc::new(FileDisk::open(&image, 4096, 1024 * MIB).expect("disk image"));
+    let options = FormatOptions { volume_id: [10; 16], ..FormatOptions::default() };
+    drop(block_on(Store::format(disk.clone(), options)).expect("format"));
 
     // Group commit: 64 writers of 4 KiB PUTs on the disk as rustcore-hosted
     // drives it (I/O on helper threads, several requests in flight, as
@@ -639,7 +649,8 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("bench dir");
     let direct = FileDisk::open(&dir.join("probe.img"), 4096, MIB).expect("probe").direct_io();
     let _ = std::fs::remove_file(dir.join("probe.img"));
-    // BENCH_ONLY=ram,million (say) runs some sections: for profiling.
+    // BENCH_ONLY=group,ram (say) runs some sections (crc, file, group, ram,
+    // list, million): for profiling.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |section: &str| only.is_empty() || only.split(',').any(|name| name == section);
     let mut rows = Vec::new();
@@ -648,6 +659,9 @@ fn main() {
     }
     if run("file") {
         file_rows(&mut rows, &dir);
+    }
+    if run("group") {
+        group_commit_rows(&mut rows, &dir);
     }
     if run("ram") {
         ram_rows(&mut rows);
