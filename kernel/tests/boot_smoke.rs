@@ -209,7 +209,7 @@ fn guard_page_fault_is_reported_not_hung() {
 
 #[test]
 fn cpu_without_required_features_is_refused() {
-    // qemu64 lacks AVX2, AES-NI and friends: the trampoline must stop before
+    // qemu64 lacks SSE4.2, AES-NI and friends: the trampoline must stop before
     // any compiled code could execute an instruction the CPU does not have.
     let _turn = ONE_VM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut config = VmConfig::new(image(), "selftest=smoke");

@@ -3,7 +3,7 @@
 //! MB/s = 10^6 bytes/s, median of 5 runs. Prints a Markdown table.
 //!
 //! The xtask runs it with the kernel's code generation:
-//! `RUSTFLAGS="-C target-feature=+sse3,+ssse3,+sse4.1,+sse4.2,+popcnt,+aes,+pclmulqdq,+avx,+avx2,+bmi1,+bmi2"`.
+//! `RUSTFLAGS="-C target-feature=+sse3,+ssse3,+sse4.1,+sse4.2,+popcnt,+aes,+pclmulqdq,+bmi1,+bmi2"`.
 use std::hint::black_box;
 use std::time::Instant;
 

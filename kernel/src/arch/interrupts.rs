@@ -4,10 +4,9 @@
 //! CR2 and the registers on the serial console and stops the machine with a
 //! failure exit (never a hang). Device and timer interrupts only mark an event
 //! (`runtime::event::Event::signal`, atomics only) and acknowledge the APIC;
-//! tasks do the work. Because the image is compiled with SSE/AVX everywhere,
-//! the interrupt stub saves the whole extended state (XSAVE) around the Rust
-//! handler: a VEX-encoded instruction in the handler would otherwise clobber
-//! the upper halves of the interrupted code's YMM registers.
+//! tasks do the work. Because the image is compiled with SSE everywhere, the
+//! interrupt stub saves the whole extended state (XSAVE, what XCR0 enables)
+//! around the Rust handler: the handler's code may use any XMM register.
 
 use core::arch::{asm, global_asm};
 use core::fmt::Write;
