@@ -103,7 +103,8 @@ pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Tim
         // Tells a slow AEAD from a slow path when the TLS sink is slow (see `speed`).
         let speeds = net::tls::provider::speed::measure_aead_speeds(&time::now_ns);
         info!("net", "AEAD seal speeds measured (MB/s)"; aes_128_gcm = speeds.aes_128_gcm,
-            aes_256_gcm = speeds.aes_256_gcm, chacha20_poly1305 = speeds.chacha20_poly1305);
+            aes_256_gcm = speeds.aes_256_gcm, chacha20_poly1305 = speeds.chacha20_poly1305,
+            memcpy = speeds.memcpy);
         use services::sink::{PLAIN_SINK_PORT, SINK_BACKLOG, TLS_SINK_PORT};
         let plain = stack.listen(PLAIN_SINK_PORT, SINK_BACKLOG).map_err(StartError::Listen)?;
         let secure = stack.listen(TLS_SINK_PORT, SINK_BACKLOG).map_err(StartError::Listen)?;
