@@ -6,7 +6,7 @@
 //! ChaCha20-Poly1305 11-16 MB/s, both far below native; RustCrypto's portable backends,
 //! forced with `--cfg aes_backend="soft"` and friends, 1-2 MB/s. So AES-128-GCM stays first
 //! everywhere; no suite order is derived from this.)
-use alloc::vec::Vec;
+use alloc::vec;
 
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
@@ -30,8 +30,7 @@ pub struct AeadSpeeds {
 
 /// Measures each AEAD for [`BUDGET_NS`] with the given monotonic clock (nanoseconds).
 pub fn measure_aead_speeds(now_ns: &dyn Fn() -> u64) -> AeadSpeeds {
-    let mut record = Vec::new();
-    record.resize(SAMPLE_BYTES, 0x5a);
+    let mut record = vec![0x5au8; SAMPLE_BYTES];
     AeadSpeeds {
         aes_128_gcm: seal_rate::<Aes128Gcm>(now_ns, &mut record),
         aes_256_gcm: seal_rate::<Aes256Gcm>(now_ns, &mut record),
@@ -41,8 +40,7 @@ pub fn measure_aead_speeds(now_ns: &dyn Fn() -> u64) -> AeadSpeeds {
 }
 
 fn copy_rate(now_ns: &dyn Fn() -> u64, record: &mut [u8]) -> u64 {
-    let mut copy = Vec::new();
-    copy.resize(record.len(), 0);
+    let mut copy = vec![0u8; record.len()];
     rate(now_ns, || {
         copy.copy_from_slice(core::hint::black_box(&*record));
         core::hint::black_box(&mut copy);
