@@ -32,15 +32,33 @@ fn config() -> Arc<ServerConfig> {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut session) = ServerSession::new(config()) else { return };
+    let first = data.first().copied().unwrap_or(0);
+    // Both ways in: `feed` + `process` + `read`, or TlsStream's in-place
+    // receive and direct reads.
+    let in_place = first & 1 == 1;
     // Feed in a few uneven pieces, the way TCP delivers them.
-    for piece in data.chunks(1 + data.first().copied().unwrap_or(0) as usize * 7) {
-        let room = session.incoming_capacity().min(piece.len());
-        if session.feed(&piece[..room]).is_err() || session.process().is_err() {
-            break;
+    for piece in data.chunks(1 + first as usize * 7) {
+        let mut plaintext = [0u8; 4096];
+        if in_place {
+            let room = session.incoming_buffer(piece.len());
+            let n = room.len();
+            room.copy_from_slice(&piece[..n]);
+            session.commit_incoming(n);
+            loop {
+                match session.read_decrypting(&mut plaintext[..1 + first as usize * 13]) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        } else {
+            let room = session.incoming_capacity().min(piece.len());
+            if session.feed(&piece[..room]).is_err() || session.process().is_err() {
+                break;
+            }
+            while session.read(&mut plaintext) > 0 {}
         }
         let len = session.outgoing().len();
         session.consume_outgoing(len);
-        let mut plaintext = [0u8; 4096];
-        while session.read(&mut plaintext) > 0 {}
     }
 });
