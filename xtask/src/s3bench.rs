@@ -572,7 +572,7 @@ fn measure_hosted(state: &State, work: &Path, client: &Path, load: &Load) -> Res
     ]);
     let pid = hosted.0.id();
     let mut tls = measure("Rustcore hosted TLS", client, Some(NETNS), &tls_target, load, pid)?;
-    tls.notes.push("one FileDisk request at a time (queue depth 1, O_DIRECT + fdatasync)".into());
+    tls.notes.push("FileDisk on 8 I/O helper threads (up to 8 requests in flight, O_DIRECT + fdatasync)".into());
     let plain = measure("Rustcore hosted HTTP", client, Some(NETNS), &plain_target, load, pid)?;
     Ok(vec![tls, plain])
 }
