@@ -160,7 +160,8 @@ const BUSY_POLL_NS: u64 = 50_000;
 
 impl HostPlatform {
     /// Polls the descriptors without sleeping for up to [`BUSY_POLL_NS`] (or
-    /// until `deadline_ns`): during a bulk transfer the next frames arrive
+    /// until `deadline_ns`), yielding the CPU between looks: during a bulk
+    /// transfer the next frames arrive
     /// within microseconds, and catching them awake saves the sender's
     /// kernel a wake-up of this thread per frame (a cross-CPU interrupt,
     /// costly in a VM). True if the eventfd was readable.
@@ -174,7 +175,9 @@ impl HostPlatform {
             if self.events.iter().any(|event| event.is_pending()) || self.clock.now_ns() >= until {
                 return false;
             }
-            std::hint::spin_loop();
+            // Not a bare spin: on a machine with one CPU, the thread whose
+            // completion we wait for (a disk helper) needs to run.
+            std::thread::yield_now();
         }
     }
 }
@@ -198,15 +201,18 @@ impl Platform for HostPlatform {
         self.waker.sleeping.store(true, Ordering::SeqCst);
         let mut woken = false;
         if !self.waker.notified.swap(false, Ordering::SeqCst) {
+            // Only a device (a readable descriptor) is worth spinning for.
+            if !self.readables.is_empty() {
+                woken = self.busy_poll(deadline_ns);
+            }
+            // The time left is taken after the spin, which used some of it.
             let timeout = deadline_ns.map(|deadline_ns| {
                 let ns = deadline_ns.saturating_sub(self.clock.now_ns());
                 libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as _ }
             });
-            if timeout.is_none_or(|t| t.tv_sec != 0 || t.tv_nsec != 0) {
-                woken = self.busy_poll(deadline_ns);
-                if !woken && !self.events.iter().any(|event| event.is_pending()) {
-                    woken = self.wait(timeout.as_ref(), true);
-                }
+            let time_left = timeout.is_none_or(|t| t.tv_sec != 0 || t.tv_nsec != 0);
+            if !woken && time_left && !self.events.iter().any(|event| event.is_pending()) {
+                woken = self.wait(timeout.as_ref(), true);
             }
         }
         self.waker.sleeping.store(false, Ordering::SeqCst);

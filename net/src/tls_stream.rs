@@ -102,8 +102,9 @@ impl TlsStream {
         let Self { tcp, session } = self;
         let room = session.incoming_capacity().min(READ_CHUNK_BYTES);
         if room == 0 {
-            // Cannot happen while `process` runs after every read: whole
-            // records never fill the buffer.
+            // Whole records never fill the buffer, but a handshake message
+            // sent in tiny records does: rustls keeps them all until the
+            // message is complete. That peer loses its connection.
             return Err(TlsError::IncomingBufferFull.into());
         }
         let read = tcp.read(session.incoming_buffer(room)).await?;
@@ -148,7 +149,15 @@ impl TlsStream {
 
     pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), TlsStreamError> {
         while !data.is_empty() {
-            let taken = self.session.write(data)?;
+            let taken = match self.session.write(data) {
+                Ok(taken) => taken,
+                Err(error) => {
+                    // The session may have failed in an earlier read that
+                    // still returned data: its alert goes out now.
+                    let _ = self.send_pending().await;
+                    return Err(error.into());
+                }
+            };
             data = &data[taken..];
             self.send_pending().await?;
         }

@@ -376,6 +376,14 @@ fn incoming_bound() {
     assert_eq!(server.feed(&vec![0x16; MAX_INCOMING_BYTES + 1]), Err(TlsError::IncomingBufferFull));
     server.feed(&[0x16; 100]).unwrap();
     assert_eq!(server.incoming_capacity(), MAX_INCOMING_BYTES - 100);
+    // In place: never more than the capacity, and a commit takes at most what the last
+    // `incoming_buffer` gave out, once (stale bytes never become input).
+    assert_eq!(server.incoming_buffer(usize::MAX).len(), MAX_INCOMING_BYTES - 100);
+    assert_eq!(server.incoming_buffer(10).len(), 10);
+    server.commit_incoming(1_000);
+    assert_eq!(server.incoming_capacity(), MAX_INCOMING_BYTES - 110);
+    server.commit_incoming(10);
+    assert_eq!(server.incoming_capacity(), MAX_INCOMING_BYTES - 110);
 }
 
 /// The client's first flight (its ClientHello record).

@@ -5,9 +5,11 @@
 //!
 //! Bounds: unprocessed ciphertext at most [`MAX_INCOMING_BYTES`] (`feed` refuses more);
 //! decrypted, unread plaintext stops growing at [`MAX_PLAINTEXT_BYTES`] (`process` stops
-//! decrypting until `read` drains it; a `write`, or the end of the handshake, may still decrypt
-//! what is already fed, so the worst case is the sum of both); `write` accepts plaintext only while `outgoing` holds less
-//! than [`MAX_OUTGOING_BYTES`]. Handshake messages are never refused.
+//! decrypting until `read` drains it). A `write`, or the end of the handshake, still decrypts
+//! everything already fed, so a caller that reads before it feeds more (as `TlsStream` does)
+//! holds at most the sum of both; one that keeps feeding and writing without reading grows the
+//! plaintext by up to [`MAX_INCOMING_BYTES`] per round. `write` accepts plaintext only while
+//! `outgoing` holds less than [`MAX_OUTGOING_BYTES`]. Handshake messages are never refused.
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -36,6 +38,8 @@ struct ByteQueue {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Length of the last [`Self::tail`], what [`Self::commit`] may take.
+    reserved: usize,
 }
 
 impl ByteQueue {
@@ -61,11 +65,14 @@ impl ByteQueue {
                 self.buf.resize(self.end + n, 0);
             }
         }
+        self.reserved = n;
         &mut self.buf[self.end..self.end + n]
     }
-    /// Makes the first `n` bytes of the last [`Self::tail`] live.
+    /// Makes the first `n` bytes of the last [`Self::tail`] live (never more
+    /// than it gave out, and only once: stale bytes never become live).
     fn commit(&mut self, n: usize) {
-        self.end = (self.end + n).min(self.buf.len());
+        self.end += n.min(self.reserved);
+        self.reserved = 0;
     }
     fn push(&mut self, bytes: &[u8]) {
         self.tail(bytes.len()).copy_from_slice(bytes);
@@ -76,6 +83,8 @@ impl ByteQueue {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            // A tail given out before this points elsewhere now.
+            self.reserved = 0;
         }
     }
     /// Drops every byte and the memory holding them.
