@@ -323,14 +323,8 @@ impl Stack {
         caps.max_burst_size = options.max_burst_frames;
         if let TcpOffload::Device { segment_frame_bytes } = options.tcp_offload {
             caps.checksum.tcp = phy::Checksum::None;
-            #[cfg(feature = "tso")]
-            {
-                caps.segmentation.tcpv4 = segment_frame_bytes;
-                caps.segmentation.tcpv6 = segment_frame_bytes;
-            }
-            // Without the feature smoltcp never sends more than an MSS.
-            #[cfg(not(feature = "tso"))]
-            let _ = segment_frame_bytes;
+            caps.segmentation.tcpv4 = segment_frame_bytes;
+            caps.segmentation.tcpv6 = segment_frame_bytes;
         }
         let mut iface_config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         iface_config.random_seed = random_seed;
