@@ -105,10 +105,12 @@ pub fn start(boot: &BootInfo, device: VirtioNet, spawner: &Spawner, timers: &Tim
         info!("net", "AEAD seal speeds measured (MB/s)"; aes_128_gcm = speeds.aes_128_gcm,
             aes_256_gcm = speeds.aes_256_gcm, chacha20_poly1305 = speeds.chacha20_poly1305,
             memcpy = speeds.memcpy);
-        use services::sink::{PLAIN_SINK_PORT, SINK_BACKLOG, TLS_SINK_PORT};
+        use services::sink::{PLAIN_SINK_PORT, PLAIN_SOURCE_PORT, SINK_BACKLOG, TLS_SINK_PORT};
         let plain = stack.listen(PLAIN_SINK_PORT, SINK_BACKLOG).map_err(StartError::Listen)?;
         let secure = stack.listen(TLS_SINK_PORT, SINK_BACKLOG).map_err(StartError::Listen)?;
+        let source = stack.listen(PLAIN_SOURCE_PORT, SINK_BACKLOG).map_err(StartError::Listen)?;
         drop(spawner.spawn(services::sink::plain(plain, spawner.clone())));
+        drop(spawner.spawn(services::sink::source(source, spawner.clone())));
         drop(spawner.spawn(services::sink::tls(secure, config.clone(), timers.clone(), spawner.clone())));
         info!("net", "benchmark sinks listening"; plain_port = u32::from(PLAIN_SINK_PORT), tls_port = u32::from(TLS_SINK_PORT));
     }
