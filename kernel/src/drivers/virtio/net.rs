@@ -9,6 +9,10 @@
 //! driver (`net::offload`): outgoing segments carry a `NEEDS_CSUM` header
 //! for the device to finish, incoming ones are accepted on the device's
 //! word (`DATA_VALID`, or `NEEDS_CSUM` with `GUEST_CSUM`) or verified here.
+//! With `HOST_TSO4` and `HOST_TSO6` as well, smoltcp sends TCP segments of
+//! up to 64 KiB that the device cuts into MSS-sized ones (`gso_type`,
+//! `gso_size` in the header); transmit buffers are then 64 of 66 KiB. We
+//! do not ask for `GUEST_TSO*`: received frames stay within 1514 bytes.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -26,12 +30,26 @@ const F_CSUM: u64 = 1 << 0;
 /// We accept packets with partial checksums (`NEEDS_CSUM`).
 const F_GUEST_CSUM: u64 = 1 << 1;
 const F_MAC: u64 = 1 << 5;
+/// The device cuts TCP segments we send larger than the MSS (TSO), IPv4
+/// and IPv6; both need `CSUM`.
+const F_HOST_TSO4: u64 = 1 << 11;
+const F_HOST_TSO6: u64 = 1 << 12;
 
 /// virtio_net_hdr for VERSION_1 devices (with `num_buffers`).
 const HEADER_BYTES: usize = 12;
 /// Room for a full Ethernet frame (1514 bytes) after the header.
 const BUFFER_BYTES: usize = 2048;
 const MAX_FRAME_BYTES: usize = 1514;
+/// With TSO, a transmit buffer holds the largest segment smoltcp sends
+/// (`TcpOffload::FULL`: 65,549 frame bytes) after the header.
+const TSO_BUFFER_BYTES: usize = 66 * 1024;
+const TSO_MAX_FRAME_BYTES: usize = match net::tcp::TcpOffload::FULL {
+    net::tcp::TcpOffload::Device { segment_frame_bytes: Some(bytes) } => bytes.get(),
+    _ => MAX_FRAME_BYTES,
+};
+const _: () = assert!(HEADER_BYTES + TSO_MAX_FRAME_BYTES <= TSO_BUFFER_BYTES);
+/// Transmit buffers with TSO: 64 of 66 KiB (4.1 MiB) keep 4 MiB in flight.
+const TSO_TX_SLOTS: u16 = 64;
 const QUEUE_SIZE: u16 = 256;
 
 const RX_QUEUE: u16 = 0;
@@ -53,6 +71,10 @@ struct Receive {
 struct Transmit {
     queue: SplitQueue,
     buffers: DmaBuffer,
+    /// Bytes per buffer slot (header included).
+    slot_bytes: usize,
+    /// The largest frame sent (header excluded).
+    max_frame_bytes: usize,
     slot_of_head: Vec<u16>,
     free_slots: Vec<u16>,
     scratch: Vec<u8>,
@@ -75,6 +97,8 @@ pub struct VirtioNet {
     transport: Transport,
     mac: [u8; 6],
     checksums: Checksums,
+    /// `HOST_TSO4` and `HOST_TSO6` negotiated (with `CSUM`).
+    segmentation: bool,
     receive: Receive,
     transmit: Transmit,
     pub counters: Counters,
@@ -137,7 +161,10 @@ impl VirtioNet {
         rx_vector: u8,
         tx_vector: u8,
     ) -> Result<Self, VirtioError> {
-        let (transport, features) = Transport::init(access, function, F_VERSION_1 | F_MAC | F_CSUM | F_GUEST_CSUM)?;
+        let wanted = F_VERSION_1 | F_MAC | F_CSUM | F_GUEST_CSUM | F_HOST_TSO4 | F_HOST_TSO6;
+        let (transport, features) = Transport::init(access, function, wanted)?;
+        let tso = F_CSUM | F_HOST_TSO4 | F_HOST_TSO6;
+        let segmentation = features & tso == tso;
         let checksums = if features & F_CSUM != 0 {
             Checksums::Driver
         } else if features & F_GUEST_CSUM != 0 {
@@ -154,18 +181,24 @@ impl VirtioNet {
         let rx_queue = transport.setup_queue(RX_QUEUE, QUEUE_SIZE, 0, apic_id, rx_vector)?;
         let tx_queue = transport.setup_queue(TX_QUEUE, QUEUE_SIZE, 1, apic_id, tx_vector)?;
         let rx_slots = rx_queue.size();
-        let tx_slots = tx_queue.size();
+        let (tx_slots, tx_slot_bytes) = if segmentation {
+            (tx_queue.size().min(TSO_TX_SLOTS), TSO_BUFFER_BYTES)
+        } else {
+            (tx_queue.size(), BUFFER_BYTES)
+        };
         let mut receive = Receive {
             queue: rx_queue,
             buffers: DmaBuffer::new(usize::from(rx_slots) * BUFFER_BYTES),
             slot_of_head: vec![0; usize::from(rx_slots)],
         };
         let transmit = Transmit {
+            slot_of_head: vec![0; usize::from(tx_queue.size())],
             queue: tx_queue,
-            buffers: DmaBuffer::new(usize::from(tx_slots) * BUFFER_BYTES),
-            slot_of_head: vec![0; usize::from(tx_slots)],
+            buffers: DmaBuffer::new(usize::from(tx_slots) * tx_slot_bytes),
+            slot_bytes: tx_slot_bytes,
+            max_frame_bytes: if segmentation { TSO_MAX_FRAME_BYTES } else { MAX_FRAME_BYTES },
             free_slots: (0..tx_slots).rev().collect(),
-            scratch: vec![0; BUFFER_BYTES],
+            scratch: vec![0; tx_slot_bytes],
         };
         for slot in 0..rx_slots {
             receive.post(slot);
@@ -176,6 +209,7 @@ impl VirtioNet {
             transport,
             mac,
             checksums,
+            segmentation,
             receive,
             transmit,
             counters: Counters { rx_frames: 0, tx_frames: 0, tx_dropped_no_buffer: 0 },
@@ -190,10 +224,10 @@ impl VirtioNet {
 
     /// What the stack on this device must be told.
     pub fn tcp_offload(&self) -> net::tcp::TcpOffload {
-        if self.checksums == Checksums::Driver {
-            net::tcp::TcpOffload::Device { segment_frame_bytes: None }
-        } else {
-            net::tcp::TcpOffload::None
+        match (self.checksums, self.segmentation) {
+            (Checksums::Driver, true) => net::tcp::TcpOffload::FULL,
+            (Checksums::Driver, false) => net::tcp::TcpOffload::Device { segment_frame_bytes: None },
+            _ => net::tcp::TcpOffload::None,
         }
     }
 
@@ -214,6 +248,8 @@ pub struct TxToken<'a> {
     sent: &'a mut u64,
     dropped: &'a mut u64,
     checksum_offload: bool,
+    /// The MSS to cut this frame into, when smoltcp sends a large segment.
+    segment_bytes: Option<core::num::NonZeroU16>,
 }
 
 impl phy::RxToken for RxToken<'_> {
@@ -234,24 +270,29 @@ impl phy::RxToken for RxToken<'_> {
 }
 
 impl phy::TxToken for TxToken<'_> {
+    fn set_meta(&mut self, meta: phy::PacketMeta) {
+        self.segment_bytes = meta.segmentation_offload_size;
+    }
+
     fn consume<R, F>(self, len: usize, f: F) -> R
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let len = len.min(MAX_FRAME_BYTES);
+        let slot_bytes = self.transmit.slot_bytes;
+        let len = len.min(self.transmit.max_frame_bytes);
         self.transmit.reclaim();
         let Some(slot) = self.transmit.free_slots.pop() else {
             // No buffer: the frame is dropped (TCP retransmits it).
             *self.dropped += 1;
             return f(&mut self.transmit.scratch[..len]);
         };
-        let start = usize::from(slot) * BUFFER_BYTES;
+        let start = usize::from(slot) * slot_bytes;
         let buffer = &mut self.transmit.buffers.as_mut_slice()[start..start + HEADER_BYTES + len];
         buffer[..HEADER_BYTES].fill(0);
         let result = f(&mut buffer[HEADER_BYTES..]);
         if self.checksum_offload {
             let (header, frame) = buffer.split_at_mut(HEADER_BYTES);
-            let offload = net::offload::prepare_tx(frame, None);
+            let offload = net::offload::prepare_tx(frame, self.segment_bytes);
             header[..net::offload::VIRTIO_NET_HDR_BYTES].copy_from_slice(&offload.to_bytes());
         }
         let segment = Segment {
@@ -303,6 +344,7 @@ impl phy::Device for VirtioNet {
                 sent: &mut self.counters.tx_frames,
                 dropped: &mut self.counters.tx_dropped_no_buffer,
                 checksum_offload: self.checksums == Checksums::Driver,
+                segment_bytes: None,
             },
         ))
     }
@@ -317,6 +359,7 @@ impl phy::Device for VirtioNet {
             sent: &mut self.counters.tx_frames,
             dropped: &mut self.counters.tx_dropped_no_buffer,
             checksum_offload: self.checksums == Checksums::Driver,
+            segment_bytes: None,
         })
     }
 
