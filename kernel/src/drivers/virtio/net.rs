@@ -11,8 +11,11 @@
 //! word (`DATA_VALID`, or `NEEDS_CSUM` with `GUEST_CSUM`) or verified here.
 //! With `HOST_TSO4` and `HOST_TSO6` as well, smoltcp sends TCP segments of
 //! up to 64 KiB that the device cuts into MSS-sized ones (`gso_type`,
-//! `gso_size` in the header); transmit buffers are then 64 of 66 KiB. We
-//! do not ask for `GUEST_TSO*`: received frames stay within 1514 bytes.
+//! `gso_size` in the header); transmit buffers are then 64 of 66 KiB. With
+//! `GUEST_TSO4` and `GUEST_TSO6` the device may pass us TCP segments of up
+//! to 64 KiB (QEMU's TAP backend passes what the host's TCP sent, uncut);
+//! receive buffers are then 64 of 66 KiB, the size the spec asks for
+//! without `MRG_RXBUF`.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -33,6 +36,10 @@ const F_MAC: u64 = 1 << 5;
 /// The device cuts TCP segments we send larger than the MSS (TSO), IPv4
 /// and IPv6; both need `CSUM`.
 const F_HOST_TSO4: u64 = 1 << 11;
+/// The device may hand us TCP segments of up to 64 KiB (its side coalesced
+/// them, or they never were cut); both need `GUEST_CSUM`.
+const F_GUEST_TSO4: u64 = 1 << 7;
+const F_GUEST_TSO6: u64 = 1 << 8;
 const F_HOST_TSO6: u64 = 1 << 12;
 
 /// virtio_net_hdr for VERSION_1 devices (with `num_buffers`).
@@ -50,6 +57,9 @@ const TSO_MAX_FRAME_BYTES: usize = match net::tcp::TcpOffload::FULL {
 const _: () = assert!(HEADER_BYTES + TSO_MAX_FRAME_BYTES <= TSO_BUFFER_BYTES);
 /// Transmit buffers with TSO: 64 of 66 KiB (4.1 MiB) keep 4 MiB in flight.
 const TSO_TX_SLOTS: u16 = 64;
+/// Receive buffers with guest TSO, each at least the 65,562 bytes the spec
+/// asks for without `MRG_RXBUF`: 64 of 66 KiB.
+const TSO_RX_SLOTS: u16 = 64;
 const QUEUE_SIZE: u16 = 256;
 
 const RX_QUEUE: u16 = 0;
@@ -64,6 +74,8 @@ pub struct Counters {
 struct Receive {
     queue: SplitQueue,
     buffers: DmaBuffer,
+    /// Bytes per buffer slot (header included).
+    slot_bytes: usize,
     /// Which buffer slot each descriptor head carries.
     slot_of_head: Vec<u16>,
 }
@@ -99,6 +111,8 @@ pub struct VirtioNet {
     checksums: Checksums,
     /// `HOST_TSO4` and `HOST_TSO6` negotiated (with `CSUM`).
     segmentation: bool,
+    /// `GUEST_TSO4` and `GUEST_TSO6` negotiated: frames of up to 64 KiB in.
+    pub receive_segments: bool,
     receive: Receive,
     transmit: Transmit,
     pub counters: Counters,
@@ -109,8 +123,8 @@ pub struct VirtioNet {
 impl Receive {
     fn post(&mut self, slot: u16) {
         let segment = Segment {
-            address: self.buffers.bus_address() + u64::from(slot) * BUFFER_BYTES as u64,
-            len: BUFFER_BYTES as u32,
+            address: self.buffers.bus_address() + (usize::from(slot) * self.slot_bytes) as u64,
+            len: self.slot_bytes as u32,
             device_writes: true,
         };
         match self.queue.push(&[segment]) {
@@ -137,8 +151,8 @@ impl Receive {
     /// or oversized length clamped, as in `RxToken::consume`).
     fn header_and_frame(&mut self, head: u16, len: usize) -> (net::offload::VirtioNetHdr, &mut [u8]) {
         let slot = self.slot_of_head[usize::from(head)];
-        let start = usize::from(slot) * BUFFER_BYTES;
-        let len = len.clamp(HEADER_BYTES, BUFFER_BYTES);
+        let start = usize::from(slot) * self.slot_bytes;
+        let len = len.clamp(HEADER_BYTES, self.slot_bytes);
         let buffer = &mut self.buffers.as_mut_slice()[start..start + len];
         let (header, frame) = buffer.split_at_mut(HEADER_BYTES);
         (net::offload::VirtioNetHdr::from_bytes(header).unwrap_or_default(), frame)
@@ -161,10 +175,13 @@ impl VirtioNet {
         rx_vector: u8,
         tx_vector: u8,
     ) -> Result<Self, VirtioError> {
-        let wanted = F_VERSION_1 | F_MAC | F_CSUM | F_GUEST_CSUM | F_HOST_TSO4 | F_HOST_TSO6;
+        let wanted =
+            F_VERSION_1 | F_MAC | F_CSUM | F_GUEST_CSUM | F_HOST_TSO4 | F_HOST_TSO6 | F_GUEST_TSO4 | F_GUEST_TSO6;
         let (transport, features) = Transport::init(access, function, wanted)?;
         let tso = F_CSUM | F_HOST_TSO4 | F_HOST_TSO6;
         let segmentation = features & tso == tso;
+        let guest_tso = F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6;
+        let receive_segments = features & guest_tso == guest_tso;
         let checksums = if features & F_CSUM != 0 {
             Checksums::Driver
         } else if features & F_GUEST_CSUM != 0 {
@@ -180,16 +197,21 @@ impl VirtioNet {
         }
         let rx_queue = transport.setup_queue(RX_QUEUE, QUEUE_SIZE, 0, apic_id, rx_vector)?;
         let tx_queue = transport.setup_queue(TX_QUEUE, QUEUE_SIZE, 1, apic_id, tx_vector)?;
-        let rx_slots = rx_queue.size();
+        let (rx_slots, rx_slot_bytes) = if receive_segments {
+            (rx_queue.size().min(TSO_RX_SLOTS), TSO_BUFFER_BYTES)
+        } else {
+            (rx_queue.size(), BUFFER_BYTES)
+        };
         let (tx_slots, tx_slot_bytes) = if segmentation {
             (tx_queue.size().min(TSO_TX_SLOTS), TSO_BUFFER_BYTES)
         } else {
             (tx_queue.size(), BUFFER_BYTES)
         };
         let mut receive = Receive {
+            slot_of_head: vec![0; usize::from(rx_queue.size())],
             queue: rx_queue,
-            buffers: DmaBuffer::new(usize::from(rx_slots) * BUFFER_BYTES),
-            slot_of_head: vec![0; usize::from(rx_slots)],
+            buffers: DmaBuffer::new(usize::from(rx_slots) * rx_slot_bytes),
+            slot_bytes: rx_slot_bytes,
         };
         let transmit = Transmit {
             slot_of_head: vec![0; usize::from(tx_queue.size())],
@@ -210,6 +232,7 @@ impl VirtioNet {
             mac,
             checksums,
             segmentation,
+            receive_segments,
             receive,
             transmit,
             counters: Counters { rx_frames: 0, tx_frames: 0, tx_dropped_no_buffer: 0 },
@@ -258,10 +281,10 @@ impl phy::RxToken for RxToken<'_> {
         F: FnOnce(&[u8]) -> R,
     {
         let slot = self.receive.slot_of_head[usize::from(self.head)];
-        let start = usize::from(slot) * BUFFER_BYTES;
+        let start = usize::from(slot) * self.receive.slot_bytes;
         // The device reports header + frame; a short or oversized report is
         // clamped rather than trusted.
-        let len = self.len.clamp(HEADER_BYTES, BUFFER_BYTES);
+        let len = self.len.clamp(HEADER_BYTES, self.receive.slot_bytes);
         let result = f(&self.receive.buffers.as_slice()[start + HEADER_BYTES..start + len]);
         self.receive.post(slot);
         self.receive.queue.notify();
