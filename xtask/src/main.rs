@@ -490,16 +490,10 @@ fn bench_platform() -> Result<()> {
     for (i, ms) in times_ms.iter().enumerate() {
         println!("| {} | {ms:.1} |", i + 1);
     }
-    println!("| median | {:.1} |", median(&mut times_ms));
+    println!("| median | {:.1} |", xtask::median(&mut times_ms));
     println!();
     println!("Image: {} ({})", elf.display(), size_of(&elf)?);
     Ok(())
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
 }
 
 #[cfg(test)]
@@ -556,11 +550,5 @@ mod tests {
         counts.add_line("test foo ... ok");
         counts.add_line("running 3 tests");
         assert_eq!(counts, TestCounts { passed: 15, failed: 1 });
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 }

@@ -272,11 +272,7 @@ fn measure_hosted(certificates: &bootfs::Certificates, script: &Path, ca: &str) 
         }
         rounds.push(round);
     }
-    let median = |row: usize| {
-        let mut runs: Vec<f64> = rounds.iter().map(|round| round[row]).collect();
-        runs.sort_by(f64::total_cmp);
-        runs[runs.len() / 2]
-    };
+    let median = |row: usize| crate::median(&mut rounds.iter().map(|round| round[row]).collect::<Vec<f64>>());
     let handshakes = measure(script, &["handshakes", HOSTED_IP, HTTPS_PORT, HANDSHAKE_SECONDS, HANDSHAKE_CLIENTS, ca])?;
     drop(testbed);
     Ok(HostedFigures {
