@@ -113,13 +113,19 @@ impl TlsStream {
     }
 
     /// Runs the state machine over what was fed; on an error, sends the
-    /// alert it queued (best effort) before returning it.
+    /// alert it queued before returning it.
     async fn process_fed(&mut self) -> Result<(), TlsStreamError> {
         if let Err(error) = self.session.process() {
-            let _ = self.send_pending().await;
-            return Err(error.into());
+            return Err(self.failed(error).await);
         }
         Ok(())
+    }
+
+    /// A session error, after sending (best effort) the fatal alert the
+    /// session queued for the peer.
+    async fn failed(&mut self, error: TlsError) -> TlsStreamError {
+        let _ = self.send_pending().await;
+        error.into()
     }
 
     /// Decrypted application data; 0 once the peer sent close_notify.
@@ -129,10 +135,7 @@ impl TlsStream {
             // `out` (a peer that has sent everything must not wait on TCP).
             let copied = match self.session.read_decrypting(out) {
                 Ok(copied) => copied,
-                Err(error) => {
-                    let _ = self.send_pending().await;
-                    return Err(error.into());
-                }
+                Err(error) => return Err(self.failed(error).await),
             };
             if copied > 0 || out.is_empty() {
                 return Ok(copied);
@@ -151,12 +154,9 @@ impl TlsStream {
         while !data.is_empty() {
             let taken = match self.session.write(data) {
                 Ok(taken) => taken,
-                Err(error) => {
-                    // The session may have failed in an earlier read that
-                    // still returned data: its alert goes out now.
-                    let _ = self.send_pending().await;
-                    return Err(error.into());
-                }
+                // The session may have failed in an earlier read that still
+                // returned data: its alert goes out now.
+                Err(error) => return Err(self.failed(error).await),
             };
             data = &data[taken..];
             self.send_pending().await?;
