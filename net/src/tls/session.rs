@@ -423,9 +423,9 @@ macro_rules! session_api {
             self.engine.incoming.tail(n)
         }
 
-        /// Takes the first `n` bytes of the last `incoming_buffer` as received ciphertext.
+        /// Takes the first `n` bytes of the last `incoming_buffer` as received ciphertext (at
+        /// most what it gave out, which was within `incoming_capacity()`).
         pub fn commit_incoming(&mut self, n: usize) {
-            let n = n.min(self.engine.incoming_capacity());
             self.engine.incoming.commit(n)
         }
 
