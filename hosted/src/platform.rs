@@ -152,19 +152,13 @@ impl HostPlatform {
         }
         with_waker && self.pollfds[0].revents != 0
     }
-}
 
-const NO_WAIT: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-/// How long `idle` polls without sleeping before it sleeps in `ppoll`.
-const BUSY_POLL_NS: u64 = 50_000;
-
-impl HostPlatform {
     /// Polls the descriptors without sleeping for up to [`BUSY_POLL_NS`] (or
     /// until `deadline_ns`), yielding the CPU between looks: during a bulk
-    /// transfer the next frames arrive
-    /// within microseconds, and catching them awake saves the sender's
-    /// kernel a wake-up of this thread per frame (a cross-CPU interrupt,
-    /// costly in a VM). True if the eventfd was readable.
+    /// transfer the next frames arrive within microseconds, and catching
+    /// them awake saves the sender's kernel a wake-up of this thread per
+    /// frame (a cross-CPU interrupt, costly in a VM). True if the eventfd
+    /// was readable.
     fn busy_poll(&mut self, deadline_ns: Option<u64>) -> bool {
         let until = self.clock.now_ns() + BUSY_POLL_NS;
         let until = deadline_ns.map_or(until, |deadline| deadline.min(until));
@@ -172,7 +166,7 @@ impl HostPlatform {
             if self.wait(Some(&NO_WAIT), true) {
                 return true;
             }
-            if self.events.iter().any(|event| event.is_pending()) || self.clock.now_ns() >= until {
+            if self.any_event_pending() || self.clock.now_ns() >= until {
                 return false;
             }
             // Not a bare spin: on a machine with one CPU, the thread whose
@@ -180,7 +174,16 @@ impl HostPlatform {
             std::thread::yield_now();
         }
     }
+
+    /// A raised event not yet delivered: work for the executor.
+    fn any_event_pending(&self) -> bool {
+        self.events.iter().any(|event| event.is_pending())
+    }
 }
+
+const NO_WAIT: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+/// How long `idle` polls without sleeping before it sleeps in `ppoll`.
+const BUSY_POLL_NS: u64 = 50_000;
 
 impl Platform for HostPlatform {
     fn poll_events(&mut self) {
@@ -195,7 +198,7 @@ impl Platform for HostPlatform {
 
     fn idle(&mut self, deadline_ns: Option<u64>) {
         // A signal raised before this point must not be slept through.
-        if self.events.iter().any(|event| event.is_pending()) {
+        if self.any_event_pending() {
             return;
         }
         self.waker.sleeping.store(true, Ordering::SeqCst);
@@ -211,7 +214,7 @@ impl Platform for HostPlatform {
                 libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as _ }
             });
             let time_left = timeout.is_none_or(|t| t.tv_sec != 0 || t.tv_nsec != 0);
-            if !woken && time_left && !self.events.iter().any(|event| event.is_pending()) {
+            if !woken && time_left && !self.any_event_pending() {
                 woken = self.wait(timeout.as_ref(), true);
             }
         }
