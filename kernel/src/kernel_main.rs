@@ -138,8 +138,8 @@ pub fn start(start_info: u64) -> ! {
         |function| -> Result<_, VirtioError> {
             let (rx_vector, tx_vector) = (interrupts::allocate_vector(), interrupts::allocate_vector());
             let device = VirtioNet::init(&PortIoConfig, function, apic::id(), rx_vector, tx_vector)?;
-            let mac = device.mac();
-            info!("net", "virtio-net at {}", function.bdf; mac = &*alloc::format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]), rx_vector = u32::from(rx_vector), tx_vector = u32::from(tx_vector), checksum_offload = device.tcp_offload() != net::tcp::TcpOffload::None, segmentation_offload = device.tcp_offload() == net::tcp::TcpOffload::FULL, receive_segments = device.receive_segments);
+            let (mac, offload) = (device.mac(), device.tcp_offload());
+            info!("net", "virtio-net at {}", function.bdf; mac = &*alloc::format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]), rx_vector = u32::from(rx_vector), tx_vector = u32::from(tx_vector), checksum_offload = offload != net::tcp::TcpOffload::None, segmentation_offload = offload == net::tcp::TcpOffload::FULL, receive_segments = device.receive_segments);
             Ok(device)
         },
     );

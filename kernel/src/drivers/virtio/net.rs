@@ -33,13 +33,13 @@ const F_CSUM: u64 = 1 << 0;
 /// We accept packets with partial checksums (`NEEDS_CSUM`).
 const F_GUEST_CSUM: u64 = 1 << 1;
 const F_MAC: u64 = 1 << 5;
-/// The device cuts TCP segments we send larger than the MSS (TSO), IPv4
-/// and IPv6; both need `CSUM`.
-const F_HOST_TSO4: u64 = 1 << 11;
 /// The device may hand us TCP segments of up to 64 KiB (its side coalesced
 /// them, or they never were cut); both need `GUEST_CSUM`.
 const F_GUEST_TSO4: u64 = 1 << 7;
 const F_GUEST_TSO6: u64 = 1 << 8;
+/// The device cuts TCP segments we send larger than the MSS (TSO), IPv4
+/// and IPv6; both need `CSUM`.
+const F_HOST_TSO4: u64 = 1 << 11;
 const F_HOST_TSO6: u64 = 1 << 12;
 
 /// virtio_net_hdr for VERSION_1 devices (with `num_buffers`).
@@ -55,11 +55,16 @@ const TSO_MAX_FRAME_BYTES: usize = match net::tcp::TcpOffload::FULL {
     _ => MAX_FRAME_BYTES,
 };
 const _: () = assert!(HEADER_BYTES + TSO_MAX_FRAME_BYTES <= TSO_BUFFER_BYTES);
-/// Transmit buffers with TSO: 64 of 66 KiB (4.1 MiB) keep 4 MiB in flight.
-const TSO_TX_SLOTS: u16 = 64;
-/// Receive buffers with guest TSO, each at least the 65,562 bytes the spec
-/// asks for without `MRG_RXBUF`: 64 of 66 KiB.
-const TSO_RX_SLOTS: u16 = 64;
+/// Buffers per queue when they are TSO-sized (64 of 66 KiB, 4.1 MiB; in
+/// flight 4 MiB each way). A receive buffer is then at least the 65,562
+/// bytes the spec asks for without `MRG_RXBUF`.
+const TSO_SLOTS: u16 = 64;
+
+/// Buffer slots for a queue of `queue_size` and the bytes in each: fewer,
+/// TSO-sized ones when frames of up to 64 KiB go through the queue.
+fn buffer_layout(queue_size: u16, large_frames: bool) -> (u16, usize) {
+    if large_frames { (queue_size.min(TSO_SLOTS), TSO_BUFFER_BYTES) } else { (queue_size, BUFFER_BYTES) }
+}
 const QUEUE_SIZE: u16 = 256;
 
 const RX_QUEUE: u16 = 0;
@@ -132,6 +137,12 @@ impl Receive {
             None => crate::fatal(format_args!("virtio-net: receive queue overfull")),
         }
     }
+
+    /// Gives the buffer of descriptor `head` back to the device.
+    fn repost(&mut self, head: u16) {
+        self.post(self.slot_of_head[usize::from(head)]);
+        self.queue.notify();
+    }
 }
 
 impl Receive {
@@ -197,16 +208,8 @@ impl VirtioNet {
         }
         let rx_queue = transport.setup_queue(RX_QUEUE, QUEUE_SIZE, 0, apic_id, rx_vector)?;
         let tx_queue = transport.setup_queue(TX_QUEUE, QUEUE_SIZE, 1, apic_id, tx_vector)?;
-        let (rx_slots, rx_slot_bytes) = if receive_segments {
-            (rx_queue.size().min(TSO_RX_SLOTS), TSO_BUFFER_BYTES)
-        } else {
-            (rx_queue.size(), BUFFER_BYTES)
-        };
-        let (tx_slots, tx_slot_bytes) = if segmentation {
-            (tx_queue.size().min(TSO_TX_SLOTS), TSO_BUFFER_BYTES)
-        } else {
-            (tx_queue.size(), BUFFER_BYTES)
-        };
+        let (rx_slots, rx_slot_bytes) = buffer_layout(rx_queue.size(), receive_segments);
+        let (tx_slots, tx_slot_bytes) = buffer_layout(tx_queue.size(), segmentation);
         let mut receive = Receive {
             slot_of_head: vec![0; usize::from(rx_queue.size())],
             queue: rx_queue,
@@ -286,8 +289,7 @@ impl phy::RxToken for RxToken<'_> {
         // clamped rather than trusted.
         let len = self.len.clamp(HEADER_BYTES, self.receive.slot_bytes);
         let result = f(&self.receive.buffers.as_slice()[start + HEADER_BYTES..start + len]);
-        self.receive.post(slot);
-        self.receive.queue.notify();
+        self.receive.repost(self.head);
         result
     }
 }
@@ -356,9 +358,7 @@ impl phy::Device for VirtioNet {
                 Checksums::Driver => {}
             }
             // A bad checksum: dropped, as smoltcp drops one it checks.
-            let slot = self.receive.slot_of_head[usize::from(head)];
-            self.receive.post(slot);
-            self.receive.queue.notify();
+            self.receive.repost(head);
         };
         Some((
             RxToken { receive: &mut self.receive, head, len: len as usize },
