@@ -1,11 +1,12 @@
 //! How fast each AEAD seals on the CPU we run on: a boot-time diagnostic for benchmark runs.
 //!
 //! Under QEMU's TCG, AES-NI and PCLMULQDQ are emulated by helper calls while CPUID still reports
-//! them, and TLS bulk throughput there has varied between builds; the guest's own figure tells a
-//! slow AEAD apart from a slow network path. (Measured under TCG: AES-128-GCM 22-33 MB/s,
-//! ChaCha20-Poly1305 11-16 MB/s, both far below native; RustCrypto's portable backends,
-//! forced with `--cfg aes_backend="soft"` and friends, 1-2 MB/s. So AES-128-GCM stays first
-//! everywhere; no suite order is derived from this.)
+//! them; the guest's own figure tells a slow AEAD apart from a slow network path. It is how the
+//! build-to-build TLS cliff was traced to AVX code generation (AES-128-GCM 11-33 MB/s with AVX,
+//! 41-66 without; see the kernel's build target). ChaCha20-Poly1305 is slower than AES-GCM
+//! under TCG too (16-26 MB/s), and RustCrypto's portable backends, forced with
+//! `--cfg aes_backend="soft"` and friends, seal 1-2 MB/s: AES-128-GCM stays first everywhere;
+//! no suite order is derived from this.
 use alloc::vec;
 
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce};
