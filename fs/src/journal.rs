@@ -1,12 +1,16 @@
 //! The write-ahead journal: batches of records in a circular region.
 //!
 //! A batch is one write of whole 4 KiB pages: a 64-byte header, then the
-//! records, each a little-endian `u32` length and its postcard bytes.
+//! records, each a little-endian `u32` length and its postcard bytes, then
+//! (format 2) the images: the bytes of small objects' chunks that are not
+//! yet in the data area, each a `u64` start page, a `u32` length and the
+//! bytes. Replay writes an image back when the chunk it holds is still
+//! referenced by the replayed state (see the store).
 //!
 //! | offset | bytes | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `RCS3JNL1` |
-//! | 8 | 4 | format version (1) |
+//! | 8 | 4 | format version (2; 1 is format 2 without images) |
 //! | 12 | 4 | kind: 1 records, 2 padding (the region wraps to page 0 after it) |
 //! | 16 | 8 | sequence number of the first record |
 //! | 24 | 4 | record count |
@@ -14,7 +18,9 @@
 //! | 32 | 4 | payload bytes (after the header) |
 //! | 36 | 4 | CRC32C of the payload |
 //! | 40 | 4 | chain: header CRC of the previous batch |
-//! | 44 | 16 | zero |
+//! | 44 | 4 | image count (format 2) |
+//! | 48 | 8 | images durable through: every image of a record up to this sequence number is in the data area and flushed (format 2) |
+//! | 56 | 4 | zero |
 //! | 60 | 4 | CRC32C of bytes 0..60 |
 //!
 //! Replay starts where the superblock says (position, expected sequence,
@@ -38,7 +44,9 @@ use storage::space::PAGE_BYTES;
 use crate::record::JournalRecord;
 
 pub const MAGIC: [u8; 8] = *b"RCS3JNL1";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Bytes before an image's data: start page and length.
+pub const IMAGE_HEADER_BYTES: usize = 12;
 pub const HEADER_BYTES: usize = 64;
 const PAGE: usize = PAGE_BYTES as usize;
 
@@ -53,6 +61,8 @@ pub struct BatchHeader {
     pub kind: BatchKind,
     pub first_seq: u64,
     pub record_count: u32,
+    pub image_count: u32,
+    pub images_durable_seq: u64,
     pub pages: u32,
     pub payload_bytes: u32,
     pub payload_crc: u32,
@@ -108,6 +118,8 @@ impl BatchHeader {
         out[32..36].copy_from_slice(&self.payload_bytes.to_le_bytes());
         out[36..40].copy_from_slice(&self.payload_crc.to_le_bytes());
         out[40..44].copy_from_slice(&self.prev_crc.to_le_bytes());
+        out[44..48].copy_from_slice(&self.image_count.to_le_bytes());
+        out[48..56].copy_from_slice(&self.images_durable_seq.to_le_bytes());
         self.header_crc = crc32c(&out[..60]);
         out[60..64].copy_from_slice(&self.header_crc.to_le_bytes());
     }
@@ -121,7 +133,7 @@ impl BatchHeader {
             return Err(BatchEnd::BadHeaderCrc);
         }
         let version = le_u32(page, 8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(BatchEnd::UnknownVersion(version));
         }
         let kind = match le_u32(page, 12) {
@@ -133,6 +145,8 @@ impl BatchHeader {
             kind,
             first_seq: le_u64(page, 16),
             record_count: le_u32(page, 24),
+            image_count: if version == 1 { 0 } else { le_u32(page, 44) },
+            images_durable_seq: if version == 1 { 0 } else { le_u64(page, 48) },
             pages: le_u32(page, 28),
             payload_bytes: le_u32(page, 32),
             payload_crc: le_u32(page, 36),
@@ -148,7 +162,9 @@ impl BatchHeader {
         let needed = (HEADER_BYTES + header.payload_bytes as usize).div_ceil(PAGE);
         let fits = match kind {
             BatchKind::Records => header.pages as usize == needed,
-            BatchKind::Padding => header.pages >= 1 && header.payload_bytes == 0 && header.record_count == 0,
+            BatchKind::Padding => {
+                header.pages >= 1 && header.payload_bytes == 0 && header.record_count == 0 && header.image_count == 0
+            }
         };
         if !fits {
             return Err(BatchEnd::BadLength);
@@ -157,8 +173,8 @@ impl BatchHeader {
     }
 
     /// Checks the whole batch (`bytes` starts with the header page) and
-    /// returns its records.
-    pub fn records(&self, bytes: &[u8]) -> Result<Result<Vec<JournalRecord>, UndecodableRecord>, BatchEnd> {
+    /// returns its records and images.
+    pub fn records(&self, bytes: &[u8]) -> Result<Result<DecodedBatch, UndecodableRecord>, BatchEnd> {
         let end = HEADER_BYTES + self.payload_bytes as usize;
         if bytes.len() < end {
             return Err(BatchEnd::BadLength);
@@ -167,7 +183,9 @@ impl BatchHeader {
         if crc32c(payload) != self.payload_crc {
             return Err(BatchEnd::BadPayloadCrc);
         }
-        let mut records = Vec::with_capacity(self.record_count as usize);
+        // Counts come from the disk: a capacity no bigger than the payload
+        // could hold, whatever they say.
+        let mut records = Vec::with_capacity((self.record_count as usize).min(payload.len() / 4));
         let mut rest = payload;
         for index in 0..u64::from(self.record_count) {
             let undecodable = UndecodableRecord { seq: self.first_seq + index };
@@ -182,11 +200,45 @@ impl BatchHeader {
             }
             rest = &rest[4 + len..];
         }
-        if !rest.is_empty() {
-            return Ok(Err(UndecodableRecord { seq: self.first_seq + u64::from(self.record_count) }));
+        let after_records = UndecodableRecord { seq: self.first_seq + u64::from(self.record_count) };
+        let mut images = Vec::with_capacity((self.image_count as usize).min(rest.len() / IMAGE_HEADER_BYTES));
+        for _ in 0..self.image_count {
+            if rest.len() < IMAGE_HEADER_BYTES {
+                return Ok(Err(after_records));
+            }
+            let start_page = le_u64(rest, 0);
+            let len = le_u32(rest, 8) as usize;
+            let Some(data) = rest.get(IMAGE_HEADER_BYTES..IMAGE_HEADER_BYTES + len) else {
+                return Ok(Err(after_records));
+            };
+            images.push(Image { start_page, bytes: data.to_vec() });
+            rest = &rest[IMAGE_HEADER_BYTES + len..];
         }
-        Ok(Ok(records))
+        if !rest.is_empty() {
+            return Ok(Err(after_records));
+        }
+        Ok(Ok(DecodedBatch { records, images }))
     }
+}
+
+/// The bytes of a chunk logged with the record that references it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    pub start_page: u64,
+    /// The chunk's data bytes (not the page padding).
+    pub bytes: Vec<u8>,
+}
+
+/// What a valid records batch holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedBatch {
+    pub records: Vec<JournalRecord>,
+    pub images: Vec<Image>,
+}
+
+/// Bytes one image takes in a batch.
+pub fn image_bytes(data_bytes: usize) -> usize {
+    IMAGE_HEADER_BYTES + data_bytes
 }
 
 /// Encodes one record as it sits in a batch payload.
@@ -200,16 +252,23 @@ pub fn encode_record(record: &JournalRecord) -> Vec<u8> {
     out
 }
 
-/// Pages a batch of these encoded records takes.
-pub fn batch_pages(encoded: &[Vec<u8>]) -> u32 {
-    let payload: usize = encoded.iter().map(Vec::len).sum();
-    (HEADER_BYTES + payload).div_ceil(PAGE) as u32
+/// Pages a batch of `payload_bytes` (encoded records and images) takes.
+pub fn batch_pages(payload_bytes: usize) -> u32 {
+    (HEADER_BYTES + payload_bytes).div_ceil(PAGE) as u32
 }
 
-/// The pages of a records batch, and its header (for the chain).
-pub fn encode_batch(first_seq: u64, prev_crc: u32, encoded: &[Vec<u8>]) -> (IoBuf, BatchHeader) {
-    let payload_bytes: usize = encoded.iter().map(Vec::len).sum();
-    let pages = batch_pages(encoded);
+/// The pages of a records batch, and its header (for the chain). Images
+/// are (start page, data bytes).
+pub fn encode_batch(
+    first_seq: u64,
+    prev_crc: u32,
+    encoded: &[&[u8]],
+    images: &[(u64, &[u8])],
+    images_durable_seq: u64,
+) -> (IoBuf, BatchHeader) {
+    let payload_bytes: usize = encoded.iter().map(|record| record.len()).sum::<usize>()
+        + images.iter().map(|(_, data)| image_bytes(data.len())).sum::<usize>();
+    let pages = batch_pages(payload_bytes);
     let mut buf = IoBuf::zeroed(pages as usize * PAGE);
     let bytes = buf.as_mut_slice();
     let mut at = HEADER_BYTES;
@@ -217,10 +276,18 @@ pub fn encode_batch(first_seq: u64, prev_crc: u32, encoded: &[Vec<u8>]) -> (IoBu
         bytes[at..at + record.len()].copy_from_slice(record);
         at += record.len();
     }
+    for (start_page, data) in images {
+        bytes[at..at + 8].copy_from_slice(&start_page.to_le_bytes());
+        bytes[at + 8..at + 12].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        bytes[at + IMAGE_HEADER_BYTES..at + image_bytes(data.len())].copy_from_slice(data);
+        at += image_bytes(data.len());
+    }
     let mut header = BatchHeader {
         kind: BatchKind::Records,
         first_seq,
         record_count: encoded.len() as u32,
+        image_count: images.len() as u32,
+        images_durable_seq,
         pages,
         payload_bytes: payload_bytes as u32,
         payload_crc: crc32c(&bytes[HEADER_BYTES..at]),
@@ -239,6 +306,8 @@ pub fn encode_padding(next_seq: u64, prev_crc: u32, pages: u32) -> (IoBuf, Batch
         kind: BatchKind::Padding,
         first_seq: next_seq,
         record_count: 0,
+        image_count: 0,
+        images_durable_seq: 0,
         pages,
         payload_bytes: 0,
         payload_crc: crc32c(&[]),
@@ -261,11 +330,23 @@ mod tests {
     #[test]
     fn batch_round_trip_and_checks() {
         let encoded = [encode_record(&record("a")), encode_record(&record("b"))];
-        let (buf, header) = encode_batch(10, 77, &encoded);
+        let encoded: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        let image = alloc::vec![7u8; 5000];
+        let (buf, header) = encode_batch(10, 77, &encoded, &[(1234, &image), (99, &[])], 8);
         let bytes = buf.as_slice();
+        assert_eq!((header.pages, header.images_durable_seq), (2, 8));
         let decoded = BatchHeader::decode_checked(bytes, 10, 77).unwrap();
         assert_eq!(decoded, header);
-        assert_eq!(decoded.records(bytes), Ok(Ok(alloc::vec![record("a"), record("b")])));
+        let images =
+            alloc::vec![Image { start_page: 1234, bytes: image.clone() }, Image { start_page: 99, bytes: Vec::new() }];
+        assert_eq!(
+            decoded.records(bytes),
+            Ok(Ok(DecodedBatch { records: alloc::vec![record("a"), record("b")], images }))
+        );
+        // A batch whose header promises an image more than the payload holds.
+        let mut short = decoded;
+        short.image_count = 3;
+        assert_eq!(short.records(bytes), Ok(Err(UndecodableRecord { seq: 12 })));
         assert_eq!(
             BatchHeader::decode_checked(bytes, 11, 77),
             Err(BatchEnd::WrongSequence { expected: 11, found: 10 })
@@ -277,6 +358,22 @@ mod tests {
         torn[20] ^= 1;
         assert_eq!(BatchHeader::decode_checked(&torn, 10, 77), Err(BatchEnd::BadHeaderCrc));
         assert_eq!(BatchHeader::decode_checked(&[0; 4096], 10, 77), Err(BatchEnd::BadMagic));
+    }
+
+    #[test]
+    fn format_1_batches_still_replay() {
+        let encoded = encode_record(&record("a"));
+        let (buf, _) = encode_batch(3, 5, &[&encoded], &[], 0);
+        let mut bytes = buf.as_slice().to_vec();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c(&bytes[..60]);
+        bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+        let decoded = BatchHeader::decode_checked(&bytes, 3, 5).unwrap();
+        assert_eq!(decoded.image_count, 0);
+        assert_eq!(
+            decoded.records(&bytes),
+            Ok(Ok(DecodedBatch { records: alloc::vec![record("a")], images: Vec::new() }))
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! - [`journal`]: the write-ahead log's batch format and replay checks.
 //! - [`layout`]: the superblock (two copies) that says where replay starts.
+//! - [`overlay`]: small objects' chunks logged in the journal, until written back.
 //! - [`record`]: the journal records, one per kind of change.
 //! - [`catalog`]: buckets, owners, per-key capabilities, quotas, usage.
 //! - [`index`]: ordered keys and listing with prefix, delimiter, pagination.
@@ -18,6 +19,7 @@ pub mod catalog;
 pub mod index;
 pub mod journal;
 pub mod layout;
+pub mod overlay;
 pub mod record;
 pub mod state;
 pub mod store;

@@ -365,21 +365,26 @@ impl MetaState {
     /// Every extent the state references.
     pub fn referenced_extents(&self) -> Vec<Extent> {
         let mut extents = Vec::new();
+        self.for_each_chunk(|chunk| extents.extend(chunk_extents(core::slice::from_ref(chunk))));
+        extents
+    }
+
+    /// Calls `visit` with every chunk the state references.
+    pub fn for_each_chunk(&self, mut visit: impl FnMut(&ChunkRef)) {
         for bucket in self.buckets.values() {
             for versions in bucket.objects.values() {
                 for entry in versions.entries() {
                     if let Entry::Object { value, .. } = entry {
-                        extents.extend(chunk_extents(&value.chunks));
+                        value.chunks.iter().for_each(&mut visit);
                     }
                 }
             }
         }
         for upload in self.uploads.values() {
             for part in upload.parts.values() {
-                extents.extend(chunk_extents(&part.chunks));
+                part.chunks.iter().for_each(&mut visit);
             }
         }
-        extents
     }
 
     /// Every chunk the state references, with where it is used.

@@ -7,9 +7,12 @@
 //! A change is applied to the in-memory [`MetaState`] when it is submitted
 //! (so the next request sees it) and acknowledged once durable. One task at
 //! a time is the committer: it takes every record submitted so far,
-//! flushes the device (making the data chunks those records reference
-//! durable), writes them as one journal batch, and flushes again; all
-//! their submitters wake together (group commit). When the journal is half
+//! flushes the device if a data chunk those records reference may not be
+//! durable yet, writes them as one journal batch, and flushes again; all
+//! their submitters wake together (group commit). A small object's chunk
+//! is not written by its PUT at all: its bytes travel in the batch with
+//! the record (see [`crate::overlay`]) and reach the data area later, many
+//! in one write. When the journal is half
 //! full the committer writes a checkpoint (the whole state, into data
 //! extents) instead of a batch, then a new superblock that starts replay
 //! after it. An I/O error while committing stops the store: memory may then
@@ -18,10 +21,13 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::future::Future;
 use core::future::poll_fn;
 use core::ops::Range;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::pin::Pin;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::task::{Poll, Waker};
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +43,7 @@ use storage::version::{Entry, VersionId, VersionIdGenerator, Versioning};
 use crate::catalog::{Capabilities, Quota, Usage};
 use crate::journal::{self, BatchEnd, BatchHeader, BatchKind};
 use crate::layout::{Superblock, SuperblockError};
+use crate::overlay::{Overlaid, Overlay, Unwritten};
 use crate::record::{JournalRecord, ObjectMeta, PartMeta, UploadTemplate};
 use crate::state::{MetaError, MetaState, hex, multipart_etag};
 
@@ -46,6 +53,28 @@ const PAGE: usize = PAGE_BYTES as usize;
 /// that an open replays at most this many (about 0.3 s) after loading the
 /// checkpoint.
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 250_000;
+
+/// Objects of at most this many bytes travel in the journal with their
+/// record instead of being written on their own (see [`crate::overlay`]).
+pub const INLINE_MAX_BYTES: usize = 16 * 1024;
+
+/// A write-back of logged chunks starts once this many bytes wait in
+/// memory (or an eighth of the journal, if less: what replay may have to
+/// hold stays small next to the journal).
+pub const WRITE_BACK_BYTES: usize = 4 << 20;
+
+/// How big an object may travel in the journal. Logged bytes fill the
+/// journal, and a full journal costs a checkpoint of the whole state: once
+/// that state is big next to the journal, logging small objects would cost
+/// more in checkpoints than it saves in writes, so it stops. Tiny journals
+/// (tests) log only what is small next to them.
+fn inline_max(journal_pages: u64, checkpoint_bytes: u64) -> usize {
+    let journal_bytes = journal_pages * PAGE_BYTES;
+    if checkpoint_bytes > journal_bytes / 8 {
+        return 0;
+    }
+    INLINE_MAX_BYTES.min(usize::try_from(journal_bytes / 32).unwrap_or(usize::MAX))
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreError {
@@ -186,8 +215,11 @@ struct Inner {
     /// that has since completed started. A batch of such records needs no
     /// flush of its own before its journal write.
     data_durable_seq: u64,
-    /// Encoded records `durable_seq + 1 ..= applied_seq`, not yet written.
-    pending: Vec<Vec<u8>>,
+    /// Records `durable_seq + 1 ..= applied_seq`, not yet written.
+    pending: Vec<Pending>,
+    /// Every logged chunk of a record up to this one is in the data area
+    /// and flushed: replay needs no image of them. Written into each batch.
+    images_durable_seq: u64,
     committing: bool,
     /// The next commit writes a checkpoint whatever the journal's fill.
     force_checkpoint: bool,
@@ -210,9 +242,35 @@ impl Inner {
     }
 }
 
+/// A record waiting for the journal.
+struct Pending {
+    encoded: Vec<u8>,
+    /// Chunks logged with it: (start page, data bytes, the extent's pages).
+    images: Vec<(u64, usize, Arc<IoBuf>)>,
+    /// It references chunks its request wrote to the device, which must be
+    /// durable before it is.
+    needs_data: bool,
+}
+
+impl Pending {
+    fn journal_bytes(&self) -> usize {
+        self.encoded.len() + self.images.iter().map(|(_, len, _)| journal::image_bytes(*len)).sum::<usize>()
+    }
+}
+
+/// What a record needs of the chunks it references.
+enum ChunkData {
+    /// Nothing written by this request.
+    None,
+    /// Written to the device: durable only after a flush.
+    Written,
+    /// Logged with the record.
+    Logged(Vec<(ChunkRef, Arc<IoBuf>)>),
+}
+
 enum Work {
     /// Records to log, then maybe a checkpoint of the state they lead to.
-    Batch { encoded: Vec<Vec<u8>>, first_seq: u64, checkpoint: Option<Vec<u8>> },
+    Batch { pending: Vec<Pending>, first_seq: u64, checkpoint: Option<Vec<u8>> },
     /// The journal has no room for the records: the checkpoint takes them.
     Absorb { state: Vec<u8>, through_seq: u64 },
 }
@@ -226,6 +284,11 @@ pub struct CommitCounters {
     pub records: AtomicU64,
     pub checkpoints: AtomicU64,
     pub flushes: AtomicU64,
+    /// Chunks logged with their record instead of written, and the
+    /// write-backs (and chunks) that later put them in the data area.
+    pub logged_chunks: AtomicU64,
+    pub write_backs: AtomicU64,
+    pub written_back_chunks: AtomicU64,
 }
 
 /// A copy of [`CommitCounters`].
@@ -235,10 +298,15 @@ pub struct CommitSnapshot {
     pub records: u64,
     pub checkpoints: u64,
     pub flushes: u64,
+    pub logged_chunks: u64,
+    pub write_backs: u64,
+    pub written_back_chunks: u64,
 }
 
 pub struct Store<D: BlockDevice> {
-    device: D,
+    device: Overlaid<D>,
+    /// See [`inline_max`]; 0 turns logging of small objects off.
+    inline_max: AtomicUsize,
     counters: CommitCounters,
     space: SpaceCell,
     inner: Mutex<Inner>,
@@ -257,7 +325,7 @@ pub struct ObjectHandle<'a, D: BlockDevice> {
 
 impl<D: BlockDevice> ObjectHandle<'_, D> {
     /// Streams `range` of the object, verifying every chunk.
-    pub fn read(&self, range: Range<u64>) -> Result<ObjectReader<'_, D>, ObjectError> {
+    pub fn read(&self, range: Range<u64>) -> Result<ObjectReader<'_, Overlaid<D>>, ObjectError> {
         ObjectReader::new(&self.store.device, &self.meta.chunks, range)
     }
 }
@@ -375,6 +443,7 @@ impl<D: BlockDevice> Store<D> {
 
         // The checkpoint.
         let mut checkpoint_extents = Vec::new();
+        let mut checkpoint_bytes = 0;
         let mut meta = MetaState::new(superblock.min_part_bytes);
         if let Some(manifest_ref) = superblock.manifest {
             let manifest_buf =
@@ -395,6 +464,7 @@ impl<D: BlockDevice> Store<D> {
             }
             meta = postcard::from_bytes(&state).map_err(|_| StoreError::CorruptCheckpoint)?;
             checkpoint_extents.push(manifest_ref.extent);
+            checkpoint_bytes = manifest.state_bytes;
         }
 
         // Replay.
@@ -406,6 +476,12 @@ impl<D: BlockDevice> Store<D> {
         let mut replayed_batches = 0;
         let mut replayed_records = 0;
         let mut visited_pages = 0u64;
+        // Logged chunk bytes by start page, with the last sequence number of
+        // their batch; the latest image of a page wins. Images of records
+        // that a later batch says are in the data area are dropped as
+        // replay goes, which bounds this by what was waiting for write-back.
+        let mut images: BTreeMap<u64, (u64, Vec<u8>)> = BTreeMap::new();
+        let mut images_durable_seq = superblock.checkpoint_seq;
         let end = loop {
             let header_page = Extent { start_page: superblock.journal_start_page + position, pages: 1 };
             // A read error is not the end of the log: treating it so would
@@ -436,14 +512,20 @@ impl<D: BlockDevice> Store<D> {
             } else {
                 first
             };
-            let records = match header.records(whole.as_slice()) {
-                Ok(Ok(records)) => records,
+            let batch = match header.records(whole.as_slice()) {
+                Ok(Ok(batch)) => batch,
                 Ok(Err(undecodable)) => return Err(StoreError::CorruptJournal { seq: undecodable.seq }),
                 Err(end) => break end,
             };
-            let count = records.len() as u64;
-            for (index, record) in records.into_iter().enumerate() {
+            let count = batch.records.len() as u64;
+            for (index, record) in batch.records.into_iter().enumerate() {
                 meta.apply(record).map_err(|_| StoreError::CorruptJournal { seq: next_seq + index as u64 })?;
+            }
+            images_durable_seq = images_durable_seq.max(header.images_durable_seq);
+            images.retain(|_, (seq, _)| *seq > images_durable_seq);
+            let last_seq = next_seq + count.saturating_sub(1);
+            for image in batch.images {
+                images.insert(image.start_page, (last_seq, image.bytes));
             }
             replayed_batches += 1;
             replayed_records += count;
@@ -456,6 +538,25 @@ impl<D: BlockDevice> Store<D> {
         used.extend_from_slice(&checkpoint_extents);
         let map = SpaceMap::from_used(superblock.data_start_page, superblock.total_pages, used)
             .map_err(StoreError::CorruptSpace)?;
+        // An image is written back only if the replayed state still holds
+        // exactly that chunk: a later record may have freed the extent and
+        // a chunk written directly may hold it now.
+        let mut overlay = Overlay::default();
+        if !images.is_empty() {
+            meta.for_each_chunk(|chunk| {
+                let Some((seq, bytes)) = images.get(&chunk.extent.start_page) else { return };
+                if chunk.extent.pages == 0
+                    || bytes.len() != chunk.len_bytes as usize
+                    || bytes.len() as u64 > chunk.extent.bytes()
+                    || crc32c(bytes) != chunk.crc32c
+                {
+                    return;
+                }
+                let mut pages = IoBuf::zeroed(chunk.extent.bytes() as usize);
+                pages.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
+                overlay.insert(Unwritten { chunk: *chunk, pages: Arc::new(pages), seq: *seq, freed_at: None });
+            });
+        }
         let free_pages = map.free_pages();
         let reserve = reserve_for(&checkpoint_extents);
         let ids = VersionIdGenerator::resume_after(meta.last_id);
@@ -470,6 +571,7 @@ impl<D: BlockDevice> Store<D> {
             durable_seq: next_seq - 1,
             data_durable_seq: next_seq - 1,
             pending: Vec::new(),
+            images_durable_seq,
             committing: false,
             force_checkpoint: false,
             waiters: Vec::new(),
@@ -477,7 +579,8 @@ impl<D: BlockDevice> Store<D> {
             readers: BTreeMap::new(),
         };
         let store = Self {
-            device,
+            device: Overlaid::new(device, overlay),
+            inline_max: AtomicUsize::new(inline_max(journal_pages, checkpoint_bytes)),
             counters: CommitCounters::default(),
             space: SpaceCell { map: Mutex::new(map), reserve_pages: AtomicU64::new(reserve) },
             inner: Mutex::new(inner),
@@ -496,7 +599,7 @@ impl<D: BlockDevice> Store<D> {
     }
 
     pub fn device(&self) -> &D {
-        &self.device
+        self.device.inner()
     }
 
     pub fn chunk_max_bytes(&self) -> usize {
@@ -504,8 +607,15 @@ impl<D: BlockDevice> Store<D> {
     }
 
     /// A writer for the bytes of a new object or part.
-    pub fn writer(&self) -> ObjectWriter<'_, D, SpaceCell> {
+    pub fn writer(&self) -> ObjectWriter<'_, Overlaid<D>, SpaceCell> {
         ObjectWriter::new(&self.device, &self.space, self.chunk_max_bytes)
+            .with_inline_max(self.inline_max.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of logged chunks waiting for write-back, and how many.
+    pub fn unwritten(&self) -> (usize, usize) {
+        let overlay = self.device.overlay.lock();
+        (overlay.bytes(), overlay.len())
     }
 
     /// Reads the metadata under the lock (listings, bucket facts).
@@ -521,6 +631,9 @@ impl<D: BlockDevice> Store<D> {
             records: c.records.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
             flushes: c.flushes.load(Ordering::Relaxed),
+            logged_chunks: c.logged_chunks.load(Ordering::Relaxed),
+            write_backs: c.write_backs.load(Ordering::Relaxed),
+            written_back_chunks: c.written_back_chunks.load(Ordering::Relaxed),
         }
     }
 
@@ -541,13 +654,23 @@ impl<D: BlockDevice> Store<D> {
         &self,
         make: impl FnOnce(&mut Inner) -> Result<(JournalRecord, T), StoreError>,
     ) -> Result<T, StoreError> {
+        self.commit_with(ChunkData::None, make).await
+    }
+
+    /// [`Store::commit`] for a record that references chunks `data` says
+    /// how to make durable.
+    async fn commit_with<T>(
+        &self,
+        data: ChunkData,
+        make: impl FnOnce(&mut Inner) -> Result<(JournalRecord, T), StoreError>,
+    ) -> Result<T, StoreError> {
         let (seq, value) = {
             let mut inner = self.inner.lock();
             if inner.stopped {
                 return Err(StoreError::Stopped);
             }
             let (record, value) = make(&mut inner)?;
-            (self.submit(&mut inner, record)?, value)
+            (self.submit(&mut inner, record, data)?, value)
         };
         self.wait_durable(seq).await?;
         Ok(value)
@@ -555,18 +678,37 @@ impl<D: BlockDevice> Store<D> {
 
     /// Applies `record` in memory and queues it for the journal; returns
     /// its sequence number. The space it gives up is parked until durable.
-    fn submit(&self, inner: &mut Inner, record: JournalRecord) -> Result<u64, StoreError> {
+    fn submit(&self, inner: &mut Inner, record: JournalRecord, data: ChunkData) -> Result<u64, StoreError> {
         let encoded = journal::encode_record(&record);
+        let (images, needs_data) = match data {
+            ChunkData::None => (Vec::new(), false),
+            ChunkData::Written => (Vec::new(), true),
+            ChunkData::Logged(chunks) => (chunks, false),
+        };
+        let pending = Pending {
+            encoded,
+            images: images
+                .iter()
+                .map(|(chunk, pages)| (chunk.extent.start_page, chunk.len_bytes as usize, pages.clone()))
+                .collect(),
+            needs_data,
+        };
         let max_bytes = inner.superblock.journal_pages as usize * PAGE / 4;
-        if encoded.len() + journal::HEADER_BYTES > max_bytes {
+        if pending.journal_bytes() + journal::HEADER_BYTES > max_bytes {
             return Err(StoreError::RecordTooLarge);
         }
         let freed = inner.meta.apply(record)?;
         inner.applied_seq += 1;
         let seq = inner.applied_seq;
-        inner.pending.push(encoded);
+        inner.pending.push(pending);
+        let mut overlay = self.device.overlay.lock();
+        self.counters.logged_chunks.fetch_add(images.len() as u64, Ordering::Relaxed);
+        for (chunk, pages) in images {
+            overlay.insert(Unwritten { chunk, pages, seq, freed_at: None });
+        }
         let mut map = self.space.map.lock();
         for extent in freed {
+            overlay.mark_freed(extent, seq);
             map.defer(extent, seq);
         }
         Ok(seq)
@@ -615,11 +757,13 @@ impl<D: BlockDevice> Store<D> {
 
     /// The committer: writes batches (or checkpoints) until nothing is pending.
     ///
-    /// One flush per batch in steady state: the flush that makes batch n's
-    /// journal write durable also makes durable the chunks of every record
-    /// submitted before it started, so batch n+1 takes those records
-    /// without a flush of its own; records submitted later wait for the
-    /// next round. Only a batch with no such record (or a checkpoint, whose
+    /// One flush per batch in steady state. A record is ready for the
+    /// journal when the chunks it references are durable or travel with
+    /// it: the flush that makes batch n's journal write durable also makes
+    /// durable the chunks of every record submitted before it started, so
+    /// batch n+1 takes those records without a flush of its own. Records
+    /// submitted later with chunks written to the device wait for the next
+    /// round. Only a batch with no ready record (or a checkpoint, whose
     /// state includes every applied record) flushes data first.
     async fn lead(&self) -> Result<(), StoreError> {
         loop {
@@ -629,17 +773,21 @@ impl<D: BlockDevice> Store<D> {
                     return Ok(());
                 }
                 let journal_pages = inner.superblock.journal_pages;
-                let pages = u64::from(journal::batch_pages(&inner.pending));
+                let all_bytes: usize = inner.pending.iter().map(Pending::journal_bytes).sum();
+                let pages = u64::from(journal::batch_pages(all_bytes));
                 let padding = if inner.head + pages > journal_pages { journal_pages - inner.head } else { 0 };
                 let used_after = inner.journal_used_pages() + padding + pages;
                 // The state is serialized now, under the lock that took the
                 // records, so it is exactly the state they lead to.
                 let snapshot =
                     |meta: &MetaState| postcard::to_allocvec(meta).map_err(|_| StoreError::CorruptCheckpoint);
-                let covered = usize::try_from(inner.data_durable_seq.saturating_sub(inner.durable_seq))
-                    .unwrap_or(usize::MAX)
-                    .min(inner.pending.len());
-                let data_flush = (covered < inner.pending.len()).then_some(inner.applied_seq);
+                let first_seq = inner.durable_seq + 1;
+                let data_durable_seq = inner.data_durable_seq;
+                let is_ready = |index: usize, pending: &Pending| {
+                    !pending.needs_data || first_seq + index as u64 <= data_durable_seq
+                };
+                let all_ready = inner.pending.iter().enumerate().all(|(index, pending)| is_ready(index, pending));
+                let data_flush = (!all_ready).then_some(inner.applied_seq);
                 if used_after >= journal_pages {
                     inner.force_checkpoint = false;
                     inner.pending.clear();
@@ -649,23 +797,34 @@ impl<D: BlockDevice> Store<D> {
                     // records, whatever their size (small PUTs fill the
                     // journal slowly but replay at ~1 µs each).
                     let since_checkpoint = inner.applied_seq - inner.superblock.checkpoint_seq;
-                    let checkpoint = if used_after > journal_pages / 2
+                    if used_after > journal_pages / 2
                         || inner.force_checkpoint
                         || since_checkpoint > CHECKPOINT_EVERY_RECORDS
                     {
                         inner.force_checkpoint = false;
-                        Some(snapshot(&inner.meta)?)
+                        let checkpoint = Some(snapshot(&inner.meta)?);
+                        let pending = core::mem::take(&mut inner.pending);
+                        (Work::Batch { first_seq, pending, checkpoint }, data_flush)
                     } else {
-                        None
-                    };
-                    let first_seq = inner.durable_seq + 1;
-                    if checkpoint.is_none() && covered > 0 {
-                        let rest = inner.pending.split_off(covered);
-                        let encoded = core::mem::replace(&mut inner.pending, rest);
-                        (Work::Batch { first_seq, encoded, checkpoint }, None)
-                    } else {
-                        let encoded = core::mem::take(&mut inner.pending);
-                        (Work::Batch { first_seq, encoded, checkpoint }, data_flush)
+                        // The ready prefix, at most a quarter of the journal
+                        // (a record alone is never more: see `submit`); if
+                        // the first record is not ready, a data flush makes
+                        // every pending record ready.
+                        let cap = journal_pages as usize * PAGE / 4 - journal::HEADER_BYTES;
+                        let first_ready = is_ready(0, &inner.pending[0]);
+                        let mut bytes = 0;
+                        let mut take = 0;
+                        for (index, pending) in inner.pending.iter().enumerate() {
+                            bytes += pending.journal_bytes();
+                            if index > 0 && (bytes > cap || (first_ready && !is_ready(index, pending))) {
+                                break;
+                            }
+                            take += 1;
+                        }
+                        let rest = inner.pending.split_off(take);
+                        let pending = core::mem::replace(&mut inner.pending, rest);
+                        let data_flush = (!first_ready).then_some(inner.applied_seq);
+                        (Work::Batch { first_seq, pending, checkpoint: None }, data_flush)
                     }
                 }
             };
@@ -678,9 +837,9 @@ impl<D: BlockDevice> Store<D> {
                 inner.data_durable_seq = inner.data_durable_seq.max(submitted_through);
             }
             match work {
-                Work::Batch { encoded, first_seq, checkpoint } => {
-                    let through_seq = first_seq + encoded.len() as u64 - 1;
-                    self.write_batch(encoded, first_seq).await?;
+                Work::Batch { pending, first_seq, checkpoint } => {
+                    let through_seq = first_seq + pending.len() as u64 - 1;
+                    self.write_batch(pending, first_seq).await?;
                     if let Some(state) = checkpoint {
                         self.write_checkpoint(state, through_seq).await?;
                     }
@@ -693,38 +852,121 @@ impl<D: BlockDevice> Store<D> {
         }
     }
 
-    async fn write_batch(&self, encoded: Vec<Vec<u8>>, first_seq: u64) -> Result<(), StoreError> {
-        let (journal_start, journal_pages, mut head, mut prev_crc) = {
+    async fn write_batch(&self, pending: Vec<Pending>, first_seq: u64) -> Result<(), StoreError> {
+        let (journal_start, journal_pages, mut head, mut prev_crc, images_durable_seq) = {
             let inner = self.inner.lock();
-            (inner.superblock.journal_start_page, inner.superblock.journal_pages, inner.head, inner.prev_crc)
+            (
+                inner.superblock.journal_start_page,
+                inner.superblock.journal_pages,
+                inner.head,
+                inner.prev_crc,
+                inner.images_durable_seq,
+            )
         };
-        let pages = u64::from(journal::batch_pages(&encoded));
+        let bytes: usize = pending.iter().map(Pending::journal_bytes).sum();
+        let pages = u64::from(journal::batch_pages(bytes));
         if head + pages > journal_pages {
             let (buf, header) = journal::encode_padding(first_seq, prev_crc, (journal_pages - head) as u32);
             self.write_at(journal_start + head, buf).await?;
             prev_crc = header.header_crc;
             head = 0;
         }
-        let (buf, header) = journal::encode_batch(first_seq, prev_crc, &encoded);
+        let records: Vec<&[u8]> = pending.iter().map(|p| p.encoded.as_slice()).collect();
+        let images: Vec<(u64, &[u8])> = pending
+            .iter()
+            .flat_map(|p| p.images.iter().map(|(start_page, len, pages)| (*start_page, &pages.as_slice()[..*len])))
+            .collect();
+        let (buf, header) = journal::encode_batch(first_seq, prev_crc, &records, &images, images_durable_seq);
         self.write_at(journal_start + head, buf).await?;
-        // Every record submitted by now had its chunks written: this flush
-        // makes them durable too (see `lead`).
-        let submitted_through = self.inner.lock().applied_seq;
+        // Every record submitted by now had its chunks written, and every
+        // logged chunk no longer waiting in memory was written back: this
+        // flush makes them durable too (see `lead`).
+        let (submitted_through, written_back_through) = {
+            let inner = self.inner.lock();
+            (inner.applied_seq, self.device.overlay.lock().written_back_through(inner.applied_seq))
+        };
         self.device.flush().await?;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
-        self.counters.records.fetch_add(encoded.len() as u64, Ordering::Relaxed);
+        self.counters.records.fetch_add(pending.len() as u64, Ordering::Relaxed);
         let mut inner = self.inner.lock();
         inner.head = (head + pages) % journal_pages;
         inner.prev_crc = header.header_crc;
-        inner.durable_seq = first_seq + encoded.len() as u64 - 1;
+        inner.durable_seq = first_seq + pending.len() as u64 - 1;
         inner.data_durable_seq = inner.data_durable_seq.max(submitted_through);
+        inner.images_durable_seq = inner.images_durable_seq.max(written_back_through);
         Ok(())
     }
 
     async fn write_at(&self, page: u64, buf: IoBuf) -> Result<(), StoreError> {
         let (result, _) = self.device.write(page * self.lbas_per_page, buf).await;
         Ok(result?)
+    }
+
+    /// Writes logged chunks to their extents, adjacent ones in one write.
+    /// A write-back gives way to one already running. A checkpoint's (with
+    /// the sequence number of its state) does not, since it needs every
+    /// chunk that state references written before its flush, including
+    /// chunks given up by records after it (not yet durable, so their
+    /// space cannot be reused meanwhile); writing a chunk twice writes the
+    /// same bytes.
+    async fn write_back(&self, checkpoint: Option<u64>) -> Result<(), StoreError> {
+        let claim = checkpoint.is_none();
+        let (pin, runs) = {
+            let mut inner = self.inner.lock();
+            let mut overlay = self.device.overlay.lock();
+            if claim && overlay.writing_back {
+                return Ok(());
+            }
+            let runs = overlay.runs(checkpoint);
+            if runs.is_empty() {
+                return Ok(());
+            }
+            overlay.writing_back |= claim;
+            // As a reader: space given up from now on stays parked until
+            // these writes are done, so none of them lands on reused space.
+            let pin = inner.applied_seq;
+            *inner.readers.entry(pin).or_default() += 1;
+            (pin, runs)
+        };
+        let mut written = Vec::new();
+        let mut result = Ok(());
+        let mut runs = runs.into_iter().peekable();
+        while runs.peek().is_some() && result.is_ok() {
+            let mut writes = Vec::new();
+            for run in runs.by_ref().take(WRITE_BACK_DEPTH) {
+                written.extend(run.written);
+                writes.push(write_pages(&self.device, run.extent, run.pages));
+            }
+            for (outcome, _) in join_all(writes).await {
+                if let Err(error) = outcome {
+                    result = Err(StoreError::from(error));
+                }
+            }
+        }
+        let mut inner = self.inner.lock();
+        {
+            let mut overlay = self.device.overlay.lock();
+            // After an error nothing is forgotten: the next write-back or
+            // checkpoint writes it all again.
+            if result.is_ok() {
+                overlay.written(&written);
+                self.counters.write_backs.fetch_add(1, Ordering::Relaxed);
+                self.counters.written_back_chunks.fetch_add(written.len() as u64, Ordering::Relaxed);
+            }
+            if claim {
+                overlay.writing_back = false;
+            }
+        }
+        if let Some(count) = inner.readers.get_mut(&pin) {
+            *count -= 1;
+            if *count == 0 {
+                inner.readers.remove(&pin);
+            }
+        }
+        self.reclaim(&inner);
+        drop(inner);
+        result
     }
 
     /// Writes the state as of `through_seq` to fresh extents, then a
@@ -749,6 +991,9 @@ impl<D: BlockDevice> Store<D> {
             unreserved.release(manifest_extent);
             return Err(error.into());
         }
+        // The new superblock starts replay after the batches that logged
+        // these chunks: they must be in the data area first.
+        self.write_back(Some(through_seq)).await?;
         self.device.flush().await?;
         let manifest_ref = ChunkRef {
             extent: manifest_extent,
@@ -771,6 +1016,7 @@ impl<D: BlockDevice> Store<D> {
         self.device.flush().await?;
         self.counters.flushes.fetch_add(2, Ordering::Relaxed);
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.inline_max.store(inline_max(next.journal_pages, state.len() as u64), Ordering::Relaxed);
         let mut extents = written.chunks.into_committed().iter().map(|chunk| chunk.extent).collect::<Vec<_>>();
         extents.push(manifest_extent);
         let mut inner = self.inner.lock();
@@ -812,7 +1058,21 @@ impl<D: BlockDevice> Store<D> {
     /// Frees parked space that is durable and unread.
     fn reclaim(&self, inner: &Inner) {
         let oldest_reader = inner.readers.keys().next().copied();
+        let limit = oldest_reader.map_or(inner.durable_seq, |reader| reader.min(inner.durable_seq));
+        self.device.overlay.lock().drop_freed(limit);
         let _ = self.space.map.lock().reclaim(inner.durable_seq, oldest_reader);
+    }
+
+    /// Once enough logged chunks wait in memory, the task whose PUT just
+    /// committed writes them back (unless another already is).
+    async fn write_back_if_due(&self) {
+        let journal_bytes = self.inner.lock().superblock.journal_pages as usize * PAGE;
+        if self.device.overlay.lock().bytes() > WRITE_BACK_BYTES.min(journal_bytes / 8) {
+            // A failed write leaves the chunks in memory and in the journal;
+            // the next write-back or checkpoint tries again, and a
+            // checkpoint that fails stops the store. This PUT is durable.
+            let _ = self.write_back(None).await;
+        }
     }
 
     /// Writes a checkpoint now (also done automatically).
@@ -828,7 +1088,7 @@ impl<D: BlockDevice> Store<D> {
                 JournalRecord::SystemDeleted { namespace: String::from("fs"), key: String::from("checkpoint") };
             let encoded = journal::encode_record(&record);
             inner.meta.apply(record)?;
-            inner.pending.push(encoded);
+            inner.pending.push(Pending { encoded, images: Vec::new(), needs_data: false });
             inner.applied_seq += 1;
             inner.force_checkpoint = true;
             inner.applied_seq
@@ -892,7 +1152,7 @@ impl<D: BlockDevice> Store<D> {
         if inner.stopped {
             return Err(StoreError::Stopped);
         }
-        self.submit(&mut inner, record).map(|_| ())
+        self.submit(&mut inner, record, ChunkData::None).map(|_| ())
     }
 
     /// Waits until every change applied so far is durable.
@@ -913,10 +1173,11 @@ impl<D: BlockDevice> Store<D> {
         &self,
         bucket: &str,
         key: &str,
-        written: WrittenObject<'_, SpaceCell>,
+        mut written: WrittenObject<'_, SpaceCell>,
         info: PutInfo,
         now_ms: u64,
     ) -> Result<(VersionId, ObjectMeta), StoreError> {
+        let data = chunk_data(&mut written);
         let object = ObjectMeta {
             size_bytes: written.size_bytes,
             etag: hex(&written.md5),
@@ -928,7 +1189,7 @@ impl<D: BlockDevice> Store<D> {
             part_sizes: Vec::new(),
         };
         let result = self
-            .commit(|inner| {
+            .commit_with(data, |inner| {
                 let versioning = inner.meta.bucket(bucket)?.versioning;
                 let new_id = inner.ids.next(now_ms);
                 let id = if versioning == Versioning::Enabled { new_id } else { VersionId::Null };
@@ -940,6 +1201,7 @@ impl<D: BlockDevice> Store<D> {
         match result {
             Ok(id) => {
                 written.chunks.into_committed();
+                self.write_back_if_due().await;
                 Ok((id, object))
             }
             // The record never applied: dropping `written` frees its chunks.
@@ -1032,7 +1294,7 @@ impl<D: BlockDevice> Store<D> {
             }
             let mut last_seq = None;
             for record in records {
-                last_seq = Some(self.submit(&mut inner, record)?);
+                last_seq = Some(self.submit(&mut inner, record, ChunkData::None)?);
             }
             (last_seq, removed)
         };
@@ -1095,7 +1357,7 @@ impl<D: BlockDevice> Store<D> {
         &self,
         upload_id: &str,
         part_number: u32,
-        written: WrittenObject<'_, SpaceCell>,
+        mut written: WrittenObject<'_, SpaceCell>,
         checksums: Vec<(String, String)>,
         now_ms: u64,
     ) -> Result<PartMeta, StoreError> {
@@ -1107,9 +1369,11 @@ impl<D: BlockDevice> Store<D> {
             chunks: written.chunks.chunks().to_vec(),
         };
         let record = JournalRecord::PartUploaded { upload_id: upload_id.into(), part_number, part: part.clone() };
-        match self.commit(|_| Ok((record, ()))).await {
+        let data = chunk_data(&mut written);
+        match self.commit_with(data, |_| Ok((record, ()))).await {
             Ok(()) => {
                 written.chunks.into_committed();
+                self.write_back_if_due().await;
                 Ok(part)
             }
             Err(StoreError::Meta(error)) => Err(StoreError::Meta(error)),
@@ -1257,6 +1521,39 @@ fn created_ms(entry: &Entry<ObjectMeta>) -> u64 {
         Entry::Object { value, .. } => value.last_modified_ms,
         Entry::DeleteMarker { last_modified_ms, .. } => *last_modified_ms,
     }
+}
+
+/// How the chunks of `written` become durable: logged with the record when
+/// the writer left them unwritten, else by a flush before the record.
+fn chunk_data(written: &mut WrittenObject<'_, SpaceCell>) -> ChunkData {
+    match (written.unwritten.take(), written.chunks.chunks()) {
+        (Some(pages), [chunk]) => ChunkData::Logged(alloc::vec![(*chunk, Arc::new(pages))]),
+        (_, []) => ChunkData::None,
+        (_, _) => ChunkData::Written,
+    }
+}
+
+/// Writes a write-back keeps in flight at once.
+const WRITE_BACK_DEPTH: usize = 16;
+
+/// Runs `futures` together; their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<alloc::boxed::Box<F>>> = futures.into_iter().map(alloc::boxed::Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut done = true;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// Space kept free for checkpoints: twice the last one, and some.

@@ -496,3 +496,59 @@ fn a_journal_read_error_fails_the_open_instead_of_cutting_the_log() {
         assert!(matches!(Store::open(disk.clone()).await, Err(StoreError::Block(_) | StoreError::Object(_))));
     });
 }
+
+#[test]
+fn small_objects_travel_in_the_journal_and_reach_the_data_area() {
+    let disk = sim(4096, 3);
+    let options = FormatOptions { journal_pages: Some(256), ..options() };
+    block_on(async {
+        let store = Store::format(disk.clone(), options).await.unwrap();
+        store.create_bucket("b", "o", 1).await.unwrap();
+        for tag in 0..10 {
+            put(&store, "b", &format!("k{tag}"), tag, 3_000).await;
+        }
+        assert_eq!(store.commit_counters().logged_chunks, 10);
+        assert_eq!(store.unwritten(), (10 * 4096, 10));
+        // Readable at once, from memory: the data area does not hold them yet.
+        for tag in 0..10 {
+            assert_eq!(read_all(&store, "b", &format!("k{tag}"), None).await.unwrap(), pattern(tag, 0..3_000));
+            let (_, meta) = store.head_object("b", &format!("k{tag}"), None).unwrap();
+            assert!(storage::object::read_chunk(store.device(), &meta.chunks[0], 0).await.is_err());
+        }
+
+        // A power cut before any write-back: replay finds them in the journal.
+        drop(store);
+        disk.power_cut();
+        disk.restart();
+        let (store, _) = Store::open(disk.clone()).await.unwrap();
+        assert_eq!(store.unwritten(), (10 * 4096, 10));
+        for tag in 0..10 {
+            assert_eq!(read_all(&store, "b", &format!("k{tag}"), None).await.unwrap(), pattern(tag, 0..3_000));
+        }
+
+        // Past an eighth of the journal (128 KiB) waiting, a PUT writes them back.
+        for tag in 10..50 {
+            put(&store, "b", &format!("k{tag}"), tag, 4_096).await;
+        }
+        let counters = store.commit_counters();
+        assert!(counters.write_backs >= 1 && counters.written_back_chunks >= 32, "{counters:?}");
+        assert!(store.unwritten().0 <= 128 * 1024, "{:?}", store.unwritten());
+
+        // A checkpoint writes back everything before replay skips the batches.
+        store.checkpoint().await.unwrap();
+        assert_eq!(store.unwritten(), (0, 0));
+        for tag in 0..50 {
+            let (_, meta) = store.head_object("b", &format!("k{tag}"), None).unwrap();
+            let on_disk = storage::object::read_chunk(store.device(), &meta.chunks[0], 0).await.unwrap();
+            let size = if tag < 10 { 3_000 } else { 4_096 };
+            assert_eq!(on_disk.as_slice(), pattern(tag, 0..size).as_slice(), "k{tag}");
+        }
+        drop(store);
+        disk.power_cut();
+        disk.restart();
+        let (store, _) = Store::open(disk.clone()).await.unwrap();
+        assert_eq!(store.unwritten(), (0, 0));
+        let report = store.check().await;
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    });
+}

@@ -127,6 +127,10 @@ pub struct WrittenObject<'a, S: SpaceSource> {
     pub chunks: PendingChunks<'a, S>,
     pub size_bytes: u64,
     pub md5: [u8; 16],
+    /// A small object's only chunk, allocated but not written (see
+    /// [`ObjectWriter::with_inline_max`]): whole pages, the data then
+    /// zeros. Whoever commits the chunks owns writing these bytes.
+    pub unwritten: Option<IoBuf>,
 }
 
 const FIRST_BUFFER_BYTES: usize = 64 * 1024;
@@ -153,6 +157,8 @@ pub struct ObjectWriter<'a, D: BlockDevice, S: SpaceSource> {
     in_flight_extent: Option<Extent>,
     /// The buffer of the last completed write, for the next chunk.
     spare: Option<IoBuf>,
+    /// Objects of at most this many bytes are not written by the writer.
+    inline_max_bytes: usize,
 }
 
 impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
@@ -173,7 +179,18 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             in_flight: None,
             in_flight_extent: None,
             spare: None,
+            inline_max_bytes: 0,
         }
+    }
+
+    /// An object of at most `max_bytes` that fits one free extent is not
+    /// written: [`ObjectWriter::finish`] allocates its chunk and hands the
+    /// bytes back in [`WrittenObject::unwritten`], for an engine that logs
+    /// small objects' bytes with their metadata instead of paying a device
+    /// write for each.
+    pub fn with_inline_max(mut self, max_bytes: usize) -> Self {
+        self.inline_max_bytes = max_bytes.min(self.chunk_max_bytes);
+        self
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -287,11 +304,36 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
     where
         D: 'a,
     {
-        self.write_buffered().await?;
-        self.wait_in_flight().await?;
+        let unwritten = self.keep_small()?;
+        if unwritten.is_none() {
+            self.write_buffered().await?;
+            self.wait_in_flight().await?;
+        }
         let md5 = self.md5.finalize_reset().into();
         let chunks = PendingChunks { space: self.pending.space, chunks: core::mem::take(&mut self.pending.chunks) };
-        Ok(WrittenObject { chunks, size_bytes: self.size_bytes, md5 })
+        Ok(WrittenObject { chunks, size_bytes: self.size_bytes, md5, unwritten })
+    }
+
+    /// The whole object as one allocated, unwritten chunk, when it is small
+    /// enough and one free run holds it.
+    fn keep_small(&mut self) -> Result<Option<IoBuf>, ObjectError> {
+        let small = self.filled > 0 && self.filled <= self.inline_max_bytes;
+        if !small || !self.pending.chunks.is_empty() || self.in_flight.is_some() {
+            return Ok(None);
+        }
+        let pages = self.filled.div_ceil(PAGE_BYTES as usize) as u32;
+        let extent = self.pending.space.allocate_up_to(pages)?;
+        if extent.pages != pages {
+            self.pending.space.release(extent);
+            return Ok(None);
+        }
+        let mut buf = core::mem::replace(&mut self.buf, IoBuf::zeroed(0));
+        let data = &buf.as_slice()[..self.filled];
+        self.pending.chunks.push(ChunkRef { extent, len_bytes: self.filled as u32, crc32c: crc32c(data) });
+        buf.set_len(extent.bytes() as usize);
+        buf.as_mut_slice()[self.filled..].fill(0);
+        self.filled = 0;
+        Ok(Some(buf))
     }
 }
 

@@ -170,6 +170,24 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
             "Device flushes issued by the committer.",
             commits.flushes,
         );
+        out.single(
+            "rustcore_journal_logged_chunks_total",
+            "counter",
+            "Small objects' chunks written into the journal with their record instead of on their own.",
+            commits.logged_chunks,
+        );
+        out.single(
+            "rustcore_write_backs_total",
+            "counter",
+            "Write-backs that moved logged chunks to the data area.",
+            commits.write_backs,
+        );
+        out.single(
+            "rustcore_unwritten_chunk_bytes",
+            "gauge",
+            "Bytes of logged chunks in memory waiting for write-back.",
+            self.store.unwritten().0 as u64,
+        );
         let page = storage::space::PAGE_BYTES;
         out.single("rustcore_data_bytes", "gauge", "Size of the data region.", self.store.total_data_pages() * page);
         out.single(

@@ -1,0 +1,262 @@
+//! Small objects' chunks that are durable in the journal but not yet in
+//! the data area.
+//!
+//! A small PUT (see [`crate::store::INLINE_MAX_BYTES`]) does not write its
+//! chunk: the chunk's bytes travel in the journal batch with the record
+//! that references it, so the PUT costs a share of one journal write and
+//! one flush instead of a device write of its own and a flush ordered
+//! before the journal's. Until the store writes such chunks to their
+//! extents (a write-back: many at once, adjacent ones merged into one
+//! write), reads are served from here, which is why the store's device is
+//! an [`Overlaid`] one. Replay rebuilds this set from the images in the
+//! journal's tail, and a checkpoint writes it back before the journal
+//! space holding those images can be reused.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::future::Future;
+
+use spin::Mutex;
+use storage::block::{BlockDevice, BlockError, Geometry, IoBuf, IoResult};
+use storage::object::ChunkRef;
+use storage::space::{Extent, PAGE_BYTES};
+
+/// One chunk whose bytes are not in its extent yet.
+#[derive(Clone, Debug)]
+pub(crate) struct Unwritten {
+    pub chunk: ChunkRef,
+    /// The extent's whole pages: data, then zeros.
+    pub pages: Arc<IoBuf>,
+    /// Sequence number of the record that logged it: a write-back removes
+    /// only the entry it wrote, not one logged later at the same place.
+    pub seq: u64,
+    /// Sequence number of the record that gave the chunk up. Its bytes need
+    /// no write-back, but readers that started earlier may still read them.
+    pub freed_at: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Overlay {
+    /// By start page.
+    entries: BTreeMap<u64, Unwritten>,
+    bytes: usize,
+    /// A write-back is running (only one at a time besides a checkpoint's).
+    pub writing_back: bool,
+}
+
+/// One write of a write-back: adjacent chunks merged.
+pub(crate) struct Run {
+    pub extent: Extent,
+    pub pages: IoBuf,
+    /// (start page, seq) of each entry written.
+    pub written: Vec<(u64, u64)>,
+}
+
+/// The largest write a write-back issues.
+const RUN_MAX_BYTES: usize = 1 << 20;
+
+impl Overlay {
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn insert(&mut self, entry: Unwritten) {
+        self.bytes += entry.pages.len();
+        if let Some(old) = self.entries.insert(entry.chunk.extent.start_page, entry) {
+            self.bytes -= old.pages.len();
+        }
+    }
+
+    /// A record gave up `extent`: if its bytes are here they need no write-back.
+    pub fn mark_freed(&mut self, extent: Extent, seq: u64) {
+        if let Some(entry) = self.entries.get_mut(&extent.start_page)
+            && entry.chunk.extent == extent
+        {
+            entry.freed_at = Some(seq);
+        }
+    }
+
+    /// Forgets chunks given up by records up to `seq`: their extents are
+    /// about to be freed, and no reader can still see them.
+    pub fn drop_freed(&mut self, through_seq: u64) {
+        let mut freed = 0;
+        self.entries.retain(|_, entry| {
+            let keep = entry.freed_at.is_none_or(|seq| seq > through_seq);
+            if !keep {
+                freed += entry.pages.len();
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
+
+    /// The chunk at exactly `extent`, if it is here.
+    fn get(&self, start_page: u64, bytes: usize) -> Option<&Unwritten> {
+        self.entries.get(&start_page).filter(|entry| entry.pages.len() == bytes)
+    }
+
+    /// What a write-back writes now, adjacent chunks merged: every chunk
+    /// not given up, and those given up by records after `state_seq` (a
+    /// checkpoint of the state as of `state_seq` still references them).
+    pub fn runs(&self, state_seq: Option<u64>) -> Vec<Run> {
+        let mut groups: Vec<(Extent, Vec<&Unwritten>)> = Vec::new();
+        let wanted = |entry: &&Unwritten| match (entry.freed_at, state_seq) {
+            (None, _) => true,
+            (Some(freed), Some(state)) => freed > state,
+            (Some(_), None) => false,
+        };
+        for entry in self.entries.values().filter(wanted) {
+            let extent = entry.chunk.extent;
+            match groups.last_mut() {
+                Some((run, members))
+                    if run.end_page() == extent.start_page
+                        && (run.bytes() + extent.bytes()) as usize <= RUN_MAX_BYTES =>
+                {
+                    run.pages += extent.pages;
+                    members.push(entry);
+                }
+                _ => groups.push((extent, alloc::vec![entry])),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(extent, members)| {
+                let mut pages = IoBuf::zeroed(extent.bytes() as usize);
+                let mut at = 0;
+                for member in &members {
+                    let len = member.pages.len();
+                    pages.as_mut_slice()[at..at + len].copy_from_slice(member.pages.as_slice());
+                    at += len;
+                }
+                let written = members.iter().map(|member| (member.chunk.extent.start_page, member.seq)).collect();
+                Run { extent, pages, written }
+            })
+            .collect()
+    }
+
+    /// What a flush starting now makes true: every logged chunk of a
+    /// record up to the returned sequence number is in the data area (the
+    /// entries still here are the ones not yet written). `applied_seq`: the
+    /// last record logged so far.
+    pub fn written_back_through(&self, applied_seq: u64) -> u64 {
+        self.entries.values().map(|entry| entry.seq.saturating_sub(1)).min().unwrap_or(applied_seq)
+    }
+
+    /// Forgets what a write-back wrote (unless logged again since).
+    pub fn written(&mut self, written: &[(u64, u64)]) {
+        for &(start_page, seq) in written {
+            if self.entries.get(&start_page).is_some_and(|entry| entry.seq == seq)
+                && let Some(entry) = self.entries.remove(&start_page)
+            {
+                self.bytes -= entry.pages.len();
+            }
+        }
+    }
+}
+
+/// The store's device: reads of chunks not yet written back come from
+/// memory, everything else goes to the device.
+pub struct Overlaid<D> {
+    device: D,
+    lbas_per_page: u64,
+    pub(crate) overlay: Mutex<Overlay>,
+}
+
+impl<D: BlockDevice> Overlaid<D> {
+    pub(crate) fn new(device: D, overlay: Overlay) -> Self {
+        let block_bytes = u64::from(device.geometry().block_bytes).max(1);
+        Self { lbas_per_page: (PAGE_BYTES / block_bytes).max(1), device, overlay: Mutex::new(overlay) }
+    }
+
+    /// The device underneath.
+    pub fn inner(&self) -> &D {
+        &self.device
+    }
+
+    fn cached(&self, lba: u64, buf: &mut IoBuf) -> bool {
+        if !lba.is_multiple_of(self.lbas_per_page) {
+            return false;
+        }
+        let overlay = self.overlay.lock();
+        match overlay.get(lba / self.lbas_per_page, buf.len()) {
+            Some(entry) => {
+                buf.as_mut_slice().copy_from_slice(entry.pages.as_slice());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<D: BlockDevice> BlockDevice for Overlaid<D> {
+    fn geometry(&self) -> Geometry {
+        self.device.geometry()
+    }
+
+    async fn read(&self, lba: u64, mut buf: IoBuf) -> IoResult {
+        if self.cached(lba, &mut buf) {
+            return (Ok(()), buf);
+        }
+        self.device.read(lba, buf).await
+    }
+
+    fn write(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        self.device.write(lba, buf)
+    }
+
+    fn flush(&self) -> impl Future<Output = Result<(), BlockError>> {
+        self.device.flush()
+    }
+
+    fn discard(&self, lba: u64, blocks: u64) -> impl Future<Output = Result<(), BlockError>> {
+        self.device.discard(lba, blocks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(start_page: u64, pages: u32, fill: u8, seq: u64) -> Unwritten {
+        let extent = Extent { start_page, pages };
+        let buf = IoBuf::from_slice(&alloc::vec![fill; extent.bytes() as usize]);
+        Unwritten { chunk: ChunkRef { extent, len_bytes: 10, crc32c: 0 }, pages: Arc::new(buf), seq, freed_at: None }
+    }
+
+    #[test]
+    fn runs_merge_adjacent_live_chunks_and_written_forgets_only_them() {
+        let mut overlay = Overlay::default();
+        overlay.insert(entry(10, 1, 1, 1));
+        overlay.insert(entry(11, 2, 2, 2));
+        overlay.insert(entry(20, 1, 3, 3));
+        overlay.insert(entry(21, 1, 4, 4));
+        overlay.mark_freed(Extent { start_page: 20, pages: 1 }, 5);
+        assert_eq!(overlay.runs(Some(4)).len(), 2);
+        assert_eq!(overlay.runs(Some(4))[1].extent, Extent { start_page: 20, pages: 2 });
+        let runs = overlay.runs(None);
+        let shapes: Vec<(Extent, Vec<(u64, u64)>)> = runs.iter().map(|run| (run.extent, run.written.clone())).collect();
+        assert_eq!(
+            shapes,
+            alloc::vec![
+                (Extent { start_page: 10, pages: 3 }, alloc::vec![(10, 1), (11, 2)]),
+                (Extent { start_page: 21, pages: 1 }, alloc::vec![(21, 4)]),
+            ]
+        );
+        assert_eq!(&runs[0].pages.as_slice()[4095..4097], &[1, 2]);
+        // Logged again at page 11 while the write-back ran: that one stays.
+        overlay.insert(entry(11, 2, 9, 6));
+        overlay.written(&runs[0].written);
+        assert_eq!(overlay.len(), 3);
+        overlay.drop_freed(4);
+        assert_eq!(overlay.len(), 3);
+        overlay.drop_freed(5);
+        assert_eq!(overlay.len(), 2);
+        overlay.written(&runs[1].written);
+        assert_eq!((overlay.len(), overlay.bytes()), (1, 2 * 4096));
+    }
+}
