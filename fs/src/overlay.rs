@@ -213,6 +213,10 @@ impl<D: BlockDevice> BlockDevice for Overlaid<D> {
         self.device.flush()
     }
 
+    fn write_durable(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        self.device.write_durable(lba, buf)
+    }
+
     fn discard(&self, lba: u64, blocks: u64) -> impl Future<Output = Result<(), BlockError>> {
         self.device.discard(lba, blocks)
     }

@@ -877,15 +877,15 @@ impl<D: BlockDevice> Store<D> {
             .flat_map(|p| p.images.iter().map(|(start_page, len, pages)| (*start_page, &pages.as_slice()[..*len])))
             .collect();
         let (buf, header) = journal::encode_batch(first_seq, prev_crc, &records, &images, images_durable_seq);
-        self.write_at(journal_start + head, buf).await?;
         // Every record submitted by now had its chunks written, and every
-        // logged chunk no longer waiting in memory was written back: this
-        // flush makes them durable too (see `lead`).
+        // logged chunk no longer waiting in memory was written back: the
+        // flush after the batch's write makes them durable too (see `lead`).
         let (submitted_through, written_back_through) = {
             let inner = self.inner.lock();
             (inner.applied_seq, self.device.overlay.lock().written_back_through(inner.applied_seq))
         };
-        self.device.flush().await?;
+        let (result, _) = self.device.write_durable((journal_start + head) * self.lbas_per_page, buf).await;
+        result?;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         self.counters.records.fetch_add(pending.len() as u64, Ordering::Relaxed);

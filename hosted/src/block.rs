@@ -34,9 +34,23 @@ pub struct FileDisk {
 }
 
 enum Work {
-    Read { offset: u64, lba: u64, buf: IoBuf },
-    Write { offset: u64, lba: u64, buf: IoBuf },
+    Read {
+        offset: u64,
+        lba: u64,
+        buf: IoBuf,
+    },
+    Write {
+        offset: u64,
+        lba: u64,
+        buf: IoBuf,
+    },
     Flush,
+    /// A write, then `fdatasync`.
+    WriteDurable {
+        offset: u64,
+        lba: u64,
+        buf: IoBuf,
+    },
 }
 
 /// Where a helper thread leaves a finished request for its future.
@@ -62,6 +76,11 @@ fn perform(file: &File, work: Work) -> (Result<(), BlockError>, Option<IoBuf>) {
             (result, Some(buf))
         }
         Work::Flush => (file.sync_data().map_err(|_| io_error(0)), None),
+        Work::WriteDurable { offset, lba, buf } => {
+            let result = file.write_all_at(buf.as_slice(), offset).map_err(|_| io_error(lba));
+            let result = result.and_then(|()| file.sync_data().map_err(|_| io_error(0)));
+            (result, Some(buf))
+        }
     }
 }
 
@@ -212,6 +231,15 @@ impl BlockDevice for FileDisk {
         self.run(Work::Write { offset: self.offset(lba), lba, buf }).await
     }
 
+    /// One job for a helper: the `fdatasync` follows the write on the same
+    /// thread, without waiting for the executor to see the write complete.
+    async fn write_durable(&self, lba: u64, buf: IoBuf) -> IoResult {
+        if let Err(error) = self.geometry.check(lba, buf.len()) {
+            return (Err(error), buf);
+        }
+        self.run(Work::WriteDurable { offset: self.offset(lba), lba, buf }).await
+    }
+
     async fn flush(&self) -> Result<(), BlockError> {
         let (result, _) = match self.submit(Work::Flush) {
             Ok(in_flight) => in_flight.await,
@@ -249,6 +277,9 @@ mod tests {
             assert_eq!(disk.geometry().capacity_blocks, 2048);
             now(disk.write(10, IoBuf::from_slice(&data))).0.unwrap();
             now(disk.flush()).unwrap();
+            now(disk.write_durable(100, IoBuf::from_slice(&data[..4096]))).0.unwrap();
+            let (result, _) = now(disk.write_durable(2047, IoBuf::zeroed(4096)));
+            assert!(matches!(result, Err(BlockError::OutOfRange { .. })));
             let (result, _) = now(disk.read(2048, IoBuf::zeroed(512)));
             assert!(matches!(result, Err(BlockError::OutOfRange { .. })));
             let (result, _) = now(disk.write(0, IoBuf::zeroed(100)));
@@ -258,6 +289,9 @@ mod tests {
         let (result, buf) = now(disk.read(10, IoBuf::zeroed(8192)));
         result.unwrap();
         assert_eq!(buf.as_slice(), &data[..]);
+        let (result, buf) = now(disk.read(100, IoBuf::zeroed(4096)));
+        result.unwrap();
+        assert_eq!(buf.as_slice(), &data[..4096]);
         std::fs::remove_file(&path).unwrap();
     }
 

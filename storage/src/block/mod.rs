@@ -86,6 +86,20 @@ pub trait BlockDevice {
     /// Makes every completed write durable.
     fn flush(&self) -> impl Future<Output = Result<(), BlockError>>;
 
+    /// Writes `buf` at block `lba`, then flushes: done when that write and
+    /// every write completed before it are durable. A device may do both
+    /// without a round trip to its caller in between (a journal commit is
+    /// exactly this, and the caller's executor may be busy).
+    fn write_durable(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        async move {
+            let (result, buf) = self.write(lba, buf).await;
+            if result.is_err() {
+                return (result, buf);
+            }
+            (self.flush().await, buf)
+        }
+    }
+
     /// Tells the device the blocks are unused (no-op where unsupported).
     fn discard(&self, lba: u64, blocks: u64) -> impl Future<Output = Result<(), BlockError>> {
         let geometry = self.geometry();
@@ -115,6 +129,10 @@ impl<T: BlockDevice + ?Sized> BlockDevice for alloc::sync::Arc<T> {
 
     fn flush(&self) -> impl Future<Output = Result<(), BlockError>> {
         (**self).flush()
+    }
+
+    fn write_durable(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
+        (**self).write_durable(lba, buf)
     }
 
     fn discard(&self, lba: u64, blocks: u64) -> impl Future<Output = Result<(), BlockError>> {
