@@ -8,7 +8,10 @@
 //! | offset | bytes | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `RCS3SUP1` |
-//! | 8 | 4 | format version (1) |
+//! | 8 | 4 | format version (2: the journal may hold format-2 batches; open
+//! rewrites a version-1 superblock as 2 before it writes any batch, so a
+//! build that knows only format 1 refuses the volume instead of taking the
+//! first new batch for the end of its log) |
 //! | 12 | 4 | page bytes (4096) |
 //! | 16 | 8 | total pages |
 //! | 24 | 8 | journal start page |
@@ -34,7 +37,7 @@ use storage::object::ChunkRef;
 use storage::space::{Extent, PAGE_BYTES};
 
 pub const MAGIC: [u8; 8] = *b"RCS3SUP1";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const PAGE: usize = PAGE_BYTES as usize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +56,9 @@ pub struct Superblock {
     /// The checkpoint's manifest, if one was written.
     pub manifest: Option<ChunkRef>,
     pub created_ms: u64,
+    /// The version this copy was written with; encoding always writes
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +123,7 @@ impl Superblock {
             return Err(SuperblockError::BadCrc);
         }
         let version = le_u32(page, 8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(SuperblockError::UnknownVersion(version));
         }
         let manifest_bytes = le_u32(page, 100);
@@ -142,6 +148,7 @@ impl Superblock {
             replay_prev_crc: le_u32(page, 96),
             manifest,
             created_ms: le_u64(page, 120),
+            format_version: version,
         };
         let geometry_ok = le_u32(page, 12) as usize == PAGE
             && superblock.total_pages <= device_pages
@@ -184,6 +191,7 @@ mod tests {
             replay_prev_crc: 0xABCD,
             manifest: Some(ChunkRef { extent: Extent { start_page: 500, pages: 2 }, len_bytes: 5000, crc32c: 1 }),
             created_ms: 123,
+            format_version: FORMAT_VERSION,
         }
     }
 
@@ -197,5 +205,15 @@ mod tests {
         assert_eq!(Superblock::decode_checked(&bad, 1000), Err(SuperblockError::BadCrc));
         assert_eq!(Superblock::decode_checked(&[0; PAGE], 1000), Err(SuperblockError::BadMagic));
         assert_eq!(sample().copy_page(), 1);
+        // A version-1 copy still opens, and says so.
+        let mut old = page;
+        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c(&old[..PAGE - 4]);
+        old[PAGE - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Superblock::decode_checked(&old, 1000), Ok(Superblock { format_version: 1, ..sample() }));
+        old[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc32c(&old[..PAGE - 4]);
+        old[PAGE - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Superblock::decode_checked(&old, 1000), Err(SuperblockError::UnknownVersion(3)));
     }
 }

@@ -48,9 +48,33 @@ pub(crate) struct Overlay {
 /// One write of a write-back: adjacent chunks merged.
 pub(crate) struct Run {
     pub extent: Extent,
-    pub pages: IoBuf,
+    members: Vec<Arc<IoBuf>>,
     /// (start page, seq) of each entry written.
     pub written: Vec<(u64, u64)>,
+}
+
+impl Run {
+    /// The run's pages in one buffer (copied outside the locks).
+    pub fn pages(&self) -> IoBuf {
+        let mut pages = IoBuf::zeroed(self.extent.bytes() as usize);
+        let mut at = 0;
+        for member in &self.members {
+            let len = member.len();
+            pages.as_mut_slice()[at..at + len].copy_from_slice(member.as_slice());
+            at += len;
+        }
+        pages
+    }
+}
+
+/// What a write-back writes, and the oldest state it must keep from reuse.
+pub(crate) struct Plan {
+    pub runs: Vec<Run>,
+    /// The write-back reads as a reader pinned here: space given up by a
+    /// record after it stays parked until the writes are done. That covers
+    /// every chunk written, including chunks already given up (still
+    /// here because an older reader may read them).
+    pub pin: u64,
 }
 
 /// The largest write a write-back issues.
@@ -100,43 +124,32 @@ impl Overlay {
         self.entries.get(&start_page).filter(|entry| entry.pages.len() == bytes)
     }
 
-    /// What a write-back writes now, adjacent chunks merged: every chunk
-    /// not given up, and those given up by records after `state_seq` (a
-    /// checkpoint of the state as of `state_seq` still references them).
-    pub fn runs(&self, state_seq: Option<u64>) -> Vec<Run> {
-        let mut groups: Vec<(Extent, Vec<&Unwritten>)> = Vec::new();
-        let wanted = |entry: &&Unwritten| match (entry.freed_at, state_seq) {
-            (None, _) => true,
-            (Some(freed), Some(state)) => freed > state,
-            (Some(_), None) => false,
-        };
-        for entry in self.entries.values().filter(wanted) {
+    /// Everything here, adjacent chunks merged. Chunks already given up
+    /// are written too: they stay only while an older reader may read
+    /// them, and written they need no memory. `applied_seq`: the last
+    /// record applied.
+    pub fn plan(&self, applied_seq: u64) -> Plan {
+        let mut runs: Vec<Run> = Vec::new();
+        let mut pin = applied_seq;
+        for entry in self.entries.values() {
+            if let Some(freed) = entry.freed_at {
+                pin = pin.min(freed.saturating_sub(1));
+            }
             let extent = entry.chunk.extent;
-            match groups.last_mut() {
-                Some((run, members))
-                    if run.end_page() == extent.start_page
-                        && (run.bytes() + extent.bytes()) as usize <= RUN_MAX_BYTES =>
+            let member = (entry.pages.clone(), (extent.start_page, entry.seq));
+            match runs.last_mut() {
+                Some(run)
+                    if run.extent.end_page() == extent.start_page
+                        && (run.extent.bytes() + extent.bytes()) as usize <= RUN_MAX_BYTES =>
                 {
-                    run.pages += extent.pages;
-                    members.push(entry);
+                    run.extent.pages += extent.pages;
+                    run.members.push(member.0);
+                    run.written.push(member.1);
                 }
-                _ => groups.push((extent, alloc::vec![entry])),
+                _ => runs.push(Run { extent, members: alloc::vec![member.0], written: alloc::vec![member.1] }),
             }
         }
-        groups
-            .into_iter()
-            .map(|(extent, members)| {
-                let mut pages = IoBuf::zeroed(extent.bytes() as usize);
-                let mut at = 0;
-                for member in &members {
-                    let len = member.pages.len();
-                    pages.as_mut_slice()[at..at + len].copy_from_slice(member.pages.as_slice());
-                    at += len;
-                }
-                let written = members.iter().map(|member| (member.chunk.extent.start_page, member.seq)).collect();
-                Run { extent, pages, written }
-            })
-            .collect()
+        Plan { runs, pin }
     }
 
     /// What a flush starting now makes true: every logged chunk of a
@@ -240,18 +253,21 @@ mod tests {
         overlay.insert(entry(20, 1, 3, 3));
         overlay.insert(entry(21, 1, 4, 4));
         overlay.mark_freed(Extent { start_page: 20, pages: 1 }, 5);
-        assert_eq!(overlay.runs(Some(4)).len(), 2);
-        assert_eq!(overlay.runs(Some(4))[1].extent, Extent { start_page: 20, pages: 2 });
-        let runs = overlay.runs(None);
+        // The chunk given up at 5 is written too, by a write-back pinned
+        // before 5 so that its space stays parked meanwhile.
+        let plan = overlay.plan(9);
+        assert_eq!(plan.pin, 4);
+        let runs = plan.runs;
         let shapes: Vec<(Extent, Vec<(u64, u64)>)> = runs.iter().map(|run| (run.extent, run.written.clone())).collect();
         assert_eq!(
             shapes,
             alloc::vec![
                 (Extent { start_page: 10, pages: 3 }, alloc::vec![(10, 1), (11, 2)]),
-                (Extent { start_page: 21, pages: 1 }, alloc::vec![(21, 4)]),
+                (Extent { start_page: 20, pages: 2 }, alloc::vec![(20, 3), (21, 4)]),
             ]
         );
-        assert_eq!(&runs[0].pages.as_slice()[4095..4097], &[1, 2]);
+        assert_eq!(&runs[0].pages().as_slice()[4095..4097], &[1, 2]);
+        assert_eq!(overlay.plan(9).pin, 4);
         // Logged again at page 11 while the write-back ran: that one stays.
         overlay.insert(entry(11, 2, 9, 6));
         overlay.written(&runs[0].written);

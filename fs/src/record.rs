@@ -31,6 +31,24 @@ pub struct ObjectMeta {
     pub part_sizes: Vec<u64>,
 }
 
+/// At least the postcard bytes of this many strings, chunks and numbers:
+/// each string or list has a length prefix of at most 5 bytes, a chunk
+/// reference at most 29 bytes, a number at most 10.
+fn bound(strings: impl Iterator<Item = usize>, chunks: usize, numbers: usize) -> usize {
+    strings.map(|len| len + 5).sum::<usize>() + chunks * 29 + numbers * 10
+}
+
+impl ObjectMeta {
+    /// An upper bound of the encoded size of a record holding this.
+    pub fn encoded_bound(&self, bucket: &str, key: &str) -> usize {
+        let strings = [bucket.len(), key.len(), self.etag.len(), self.content_type.as_ref().map_or(0, String::len)]
+            .into_iter()
+            .chain(self.headers.iter().chain(&self.checksums).flat_map(|(name, value)| [name.len(), value.len()]));
+        // + the variant, version ID and the lists' own prefixes.
+        64 + bound(strings, self.chunks.len(), 4 + self.part_sizes.len())
+    }
+}
+
 /// One uploaded part of a multipart upload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartMeta {
@@ -39,6 +57,16 @@ pub struct PartMeta {
     pub last_modified_ms: u64,
     pub checksums: Vec<(String, String)>,
     pub chunks: Vec<ChunkRef>,
+}
+
+impl PartMeta {
+    /// An upper bound of the encoded size of a record holding this.
+    pub fn encoded_bound(&self, upload_id: &str) -> usize {
+        let strings = [upload_id.len()]
+            .into_iter()
+            .chain(self.checksums.iter().flat_map(|(name, value)| [name.len(), value.len()]));
+        64 + 16 + bound(strings, self.chunks.len(), 4)
+    }
 }
 
 /// What an upload will become: set at CreateMultipartUpload.

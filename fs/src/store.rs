@@ -314,11 +314,39 @@ pub struct Store<D: BlockDevice> {
     lbas_per_page: u64,
 }
 
+/// A reader of the state as of a sequence number: while it lives, space
+/// given up by records after that one stays parked (not reused), so what
+/// the reader can see stays on the device.
+struct ReaderPin<'a, D: BlockDevice> {
+    store: &'a Store<D>,
+    seq: u64,
+}
+
+impl<'a, D: BlockDevice> ReaderPin<'a, D> {
+    fn new(store: &'a Store<D>, inner: &mut Inner, seq: u64) -> Self {
+        *inner.readers.entry(seq).or_default() += 1;
+        Self { store, seq }
+    }
+}
+
+impl<D: BlockDevice> Drop for ReaderPin<'_, D> {
+    fn drop(&mut self) {
+        let mut inner = self.store.inner.lock();
+        if let Some(count) = inner.readers.get_mut(&self.seq) {
+            *count -= 1;
+            if *count == 0 {
+                inner.readers.remove(&self.seq);
+            }
+        }
+        self.store.reclaim(&inner);
+    }
+}
+
 /// An object version opened for reading. While it lives, the space of the
 /// version is not reused even if the version is deleted or overwritten.
 pub struct ObjectHandle<'a, D: BlockDevice> {
     store: &'a Store<D>,
-    pin_seq: u64,
+    _pin: ReaderPin<'a, D>,
     pub id: VersionId,
     pub meta: ObjectMeta,
 }
@@ -327,19 +355,6 @@ impl<D: BlockDevice> ObjectHandle<'_, D> {
     /// Streams `range` of the object, verifying every chunk.
     pub fn read(&self, range: Range<u64>) -> Result<ObjectReader<'_, Overlaid<D>>, ObjectError> {
         ObjectReader::new(&self.store.device, &self.meta.chunks, range)
-    }
-}
-
-impl<D: BlockDevice> Drop for ObjectHandle<'_, D> {
-    fn drop(&mut self) {
-        let mut inner = self.store.inner.lock();
-        if let Some(count) = inner.readers.get_mut(&self.pin_seq) {
-            *count -= 1;
-            if *count == 0 {
-                inner.readers.remove(&self.pin_seq);
-            }
-        }
-        self.store.reclaim(&inner);
     }
 }
 
@@ -401,6 +416,7 @@ impl<D: BlockDevice> Store<D> {
             replay_prev_crc: volume_chain_seed(&options.volume_id),
             manifest: None,
             created_ms: options.now_ms,
+            format_version: crate::layout::FORMAT_VERSION,
         };
         let lbas_per_page = PAGE_BYTES / u64::from(geometry.block_bytes);
         // Both copies, so a stale copy of an earlier volume cannot win.
@@ -439,7 +455,24 @@ impl<D: BlockDevice> Store<D> {
                 }
             }
         }
-        let superblock = best.map_err(StoreError::NotFormatted)?;
+        let mut superblock = best.map_err(StoreError::NotFormatted)?;
+        if superblock.format_version < crate::layout::FORMAT_VERSION {
+            // Both copies, before any batch of the new format is written:
+            // an older build must find no copy it can read.
+            let lbas_per_page = PAGE_BYTES / u64::from(geometry.block_bytes);
+            for _ in 0..2 {
+                let copy = Superblock {
+                    generation: superblock.generation + 1,
+                    format_version: crate::layout::FORMAT_VERSION,
+                    ..superblock
+                };
+                let (result, _) =
+                    device.write(copy.copy_page() * lbas_per_page, IoBuf::from_slice(&copy.encode())).await;
+                result?;
+                device.flush().await?;
+                superblock = copy;
+            }
+        }
 
         // The checkpoint.
         let mut checkpoint_extents = Vec::new();
@@ -518,6 +551,15 @@ impl<D: BlockDevice> Store<D> {
                 Err(end) => break end,
             };
             let count = batch.records.len() as u64;
+            // A chunk a record of this batch brings starts a new life for
+            // its pages: an image of an earlier batch at the same page is
+            // of a chunk given up since (a free and a reuse are never in
+            // one batch: space is reused only after the free is durable).
+            for record in &batch.records {
+                for chunk in new_chunks(record) {
+                    images.remove(&chunk.extent.start_page);
+                }
+            }
             for (index, record) in batch.records.into_iter().enumerate() {
                 meta.apply(record).map_err(|_| StoreError::CorruptJournal { seq: next_seq + index as u64 })?;
             }
@@ -539,8 +581,8 @@ impl<D: BlockDevice> Store<D> {
         let map = SpaceMap::from_used(superblock.data_start_page, superblock.total_pages, used)
             .map_err(StoreError::CorruptSpace)?;
         // An image is written back only if the replayed state still holds
-        // exactly that chunk: a later record may have freed the extent and
-        // a chunk written directly may hold it now.
+        // that chunk (a later record may have given it up; see above for a
+        // later chunk at the same place); length and CRC are checked too.
         let mut overlay = Overlay::default();
         if !images.is_empty() {
             meta.for_each_chunk(|chunk| {
@@ -904,39 +946,39 @@ impl<D: BlockDevice> Store<D> {
     }
 
     /// Writes logged chunks to their extents, adjacent ones in one write.
-    /// A write-back gives way to one already running. A checkpoint's (with
-    /// the sequence number of its state) does not, since it needs every
-    /// chunk that state references written before its flush, including
-    /// chunks given up by records after it (not yet durable, so their
-    /// space cannot be reused meanwhile); writing a chunk twice writes the
-    /// same bytes.
-    async fn write_back(&self, checkpoint: Option<u64>) -> Result<(), StoreError> {
-        let claim = checkpoint.is_none();
+    /// With `claim` it gives way to a write-back already running; a
+    /// checkpoint's does not, since it needs every chunk its state
+    /// references written before its flush (a chunk written twice is the
+    /// same bytes twice).
+    async fn write_back(&self, claim: bool) -> Result<(), StoreError> {
         let (pin, runs) = {
             let mut inner = self.inner.lock();
-            let mut overlay = self.device.overlay.lock();
-            if claim && overlay.writing_back {
-                return Ok(());
-            }
-            let runs = overlay.runs(checkpoint);
-            if runs.is_empty() {
-                return Ok(());
-            }
-            overlay.writing_back |= claim;
-            // As a reader: space given up from now on stays parked until
-            // these writes are done, so none of them lands on reused space.
-            let pin = inner.applied_seq;
-            *inner.readers.entry(pin).or_default() += 1;
-            (pin, runs)
+            let plan = {
+                let mut overlay = self.device.overlay.lock();
+                if claim && overlay.writing_back {
+                    return Ok(());
+                }
+                let plan = overlay.plan(inner.applied_seq);
+                if plan.runs.is_empty() {
+                    return Ok(());
+                }
+                overlay.writing_back |= claim;
+                plan
+            };
+            // In the same critical section as the plan: nothing it writes
+            // can be reclaimed and reused before the writes are done.
+            (ReaderPin::new(self, &mut inner, plan.pin), plan.runs)
         };
+        let mut guard = WriteBackGuard { store: self, claim, pin: Some(pin) };
         let mut written = Vec::new();
         let mut result = Ok(());
         let mut runs = runs.into_iter().peekable();
         while runs.peek().is_some() && result.is_ok() {
             let mut writes = Vec::new();
             for run in runs.by_ref().take(WRITE_BACK_DEPTH) {
+                let pages = run.pages();
                 written.extend(run.written);
-                writes.push(write_pages(&self.device, run.extent, run.pages));
+                writes.push(write_pages(&self.device, run.extent, pages));
             }
             for (outcome, _) in join_all(writes).await {
                 if let Err(error) = outcome {
@@ -944,8 +986,8 @@ impl<D: BlockDevice> Store<D> {
                 }
             }
         }
-        let mut inner = self.inner.lock();
         {
+            let _inner = self.inner.lock();
             let mut overlay = self.device.overlay.lock();
             // After an error nothing is forgotten: the next write-back or
             // checkpoint writes it all again.
@@ -954,18 +996,10 @@ impl<D: BlockDevice> Store<D> {
                 self.counters.write_backs.fetch_add(1, Ordering::Relaxed);
                 self.counters.written_back_chunks.fetch_add(written.len() as u64, Ordering::Relaxed);
             }
-            if claim {
-                overlay.writing_back = false;
-            }
         }
-        if let Some(count) = inner.readers.get_mut(&pin) {
-            *count -= 1;
-            if *count == 0 {
-                inner.readers.remove(&pin);
-            }
-        }
-        self.reclaim(&inner);
-        drop(inner);
+        // Every write is done: the pin may go.
+        drop(guard.pin.take());
+        drop(guard);
         result
     }
 
@@ -993,7 +1027,7 @@ impl<D: BlockDevice> Store<D> {
         }
         // The new superblock starts replay after the batches that logged
         // these chunks: they must be in the data area first.
-        self.write_back(Some(through_seq)).await?;
+        self.write_back(false).await?;
         self.device.flush().await?;
         let manifest_ref = ChunkRef {
             extent: manifest_extent,
@@ -1063,6 +1097,33 @@ impl<D: BlockDevice> Store<D> {
         let _ = self.space.map.lock().reclaim(inner.durable_seq, oldest_reader);
     }
 
+    /// How the chunks of `written` become durable: logged with the record
+    /// when the writer left them unwritten and both fit a batch, else
+    /// written to the device now (a small object whose metadata is near the
+    /// record limit of a small journal) and flushed before the record.
+    async fn chunk_data(
+        &self,
+        written: &mut WrittenObject<'_, SpaceCell>,
+        record_bound: usize,
+    ) -> Result<ChunkData, StoreError> {
+        let chunks = match (written.unwritten.take(), written.chunks.chunks()) {
+            (Some(pages), [chunk]) => alloc::vec![(*chunk, Arc::new(pages))],
+            (_, []) => return Ok(ChunkData::None),
+            // `finish` leaves one chunk unwritten or none.
+            (_, _) => return Ok(ChunkData::Written),
+        };
+        let images: usize = chunks.iter().map(|(chunk, _)| journal::image_bytes(chunk.len_bytes as usize)).sum();
+        let max_bytes = self.inner.lock().superblock.journal_pages as usize * PAGE / 4;
+        if record_bound + images + journal::HEADER_BYTES <= max_bytes {
+            return Ok(ChunkData::Logged(chunks));
+        }
+        for (chunk, pages) in chunks {
+            let (result, _) = write_pages(&self.device, chunk.extent, IoBuf::from_slice(pages.as_slice())).await;
+            result?;
+        }
+        Ok(ChunkData::Written)
+    }
+
     /// Once enough logged chunks wait in memory, the task whose PUT just
     /// committed writes them back (unless another already is).
     async fn write_back_if_due(&self) {
@@ -1071,7 +1132,7 @@ impl<D: BlockDevice> Store<D> {
             // A failed write leaves the chunks in memory and in the journal;
             // the next write-back or checkpoint tries again, and a
             // checkpoint that fails stops the store. This PUT is durable.
-            let _ = self.write_back(None).await;
+            let _ = self.write_back(true).await;
         }
     }
 
@@ -1177,7 +1238,6 @@ impl<D: BlockDevice> Store<D> {
         info: PutInfo,
         now_ms: u64,
     ) -> Result<(VersionId, ObjectMeta), StoreError> {
-        let data = chunk_data(&mut written);
         let object = ObjectMeta {
             size_bytes: written.size_bytes,
             etag: hex(&written.md5),
@@ -1188,6 +1248,7 @@ impl<D: BlockDevice> Store<D> {
             chunks: written.chunks.chunks().to_vec(),
             part_sizes: Vec::new(),
         };
+        let data = self.chunk_data(&mut written, object.encoded_bound(bucket, key)).await?;
         let result = self
             .commit_with(data, |inner| {
                 let versioning = inner.meta.bucket(bucket)?.versioning;
@@ -1324,9 +1385,9 @@ impl<D: BlockDevice> Store<D> {
     ) -> Result<ObjectHandle<'_, D>, LookupError> {
         let mut inner = self.inner.lock();
         let (id, meta) = lookup(&inner.meta, bucket, key, id)?;
-        let pin_seq = inner.applied_seq;
-        *inner.readers.entry(pin_seq).or_default() += 1;
-        Ok(ObjectHandle { store: self, pin_seq, id, meta })
+        let seq = inner.applied_seq;
+        let pin = ReaderPin::new(self, &mut inner, seq);
+        Ok(ObjectHandle { store: self, _pin: pin, id, meta })
     }
 
     // Multipart.
@@ -1369,7 +1430,7 @@ impl<D: BlockDevice> Store<D> {
             chunks: written.chunks.chunks().to_vec(),
         };
         let record = JournalRecord::PartUploaded { upload_id: upload_id.into(), part_number, part: part.clone() };
-        let data = chunk_data(&mut written);
+        let data = self.chunk_data(&mut written, part.encoded_bound(upload_id)).await?;
         match self.commit_with(data, |_| Ok((record, ()))).await {
             Ok(()) => {
                 written.chunks.into_committed();
@@ -1431,8 +1492,11 @@ impl<D: BlockDevice> Store<D> {
     /// Verifies the whole store: references vs. the space map, usage
     /// counters, and every chunk's checksum. Run it with no writer active.
     pub async fn check(&self) -> CheckReport {
-        let (chunks, mut report, expected_used) = {
-            let inner = self.inner.lock();
+        let (chunks, mut report, expected_used, _pin) = {
+            let mut inner = self.inner.lock();
+            // As a reader: a chunk deleted meanwhile stays readable.
+            let seq = inner.applied_seq;
+            let pin = ReaderPin::new(self, &mut inner, seq);
             let mut report = CheckReport { buckets: inner.meta.buckets.len() as u64, ..CheckReport::default() };
             for (name, bucket) in &inner.meta.buckets {
                 let mut usage = Usage::default();
@@ -1469,7 +1533,7 @@ impl<D: BlockDevice> Store<D> {
             }
             report.free_pages = map.free_pages();
             let used_pages: u64 = used.iter().map(|extent| u64::from(extent.pages)).sum();
-            (inner.meta.referenced_chunks(), report, used_pages)
+            (inner.meta.referenced_chunks(), report, used_pages, pin)
         };
         report.used_pages = expected_used;
         for (place, chunk) in &chunks {
@@ -1523,13 +1587,12 @@ fn created_ms(entry: &Entry<ObjectMeta>) -> u64 {
     }
 }
 
-/// How the chunks of `written` become durable: logged with the record when
-/// the writer left them unwritten, else by a flush before the record.
-fn chunk_data(written: &mut WrittenObject<'_, SpaceCell>) -> ChunkData {
-    match (written.unwritten.take(), written.chunks.chunks()) {
-        (Some(pages), [chunk]) => ChunkData::Logged(alloc::vec![(*chunk, Arc::new(pages))]),
-        (_, []) => ChunkData::None,
-        (_, _) => ChunkData::Written,
+/// The chunks a record brings into the state (written by its request).
+fn new_chunks(record: &JournalRecord) -> &[ChunkRef] {
+    match record {
+        JournalRecord::ObjectPut { object, .. } => &object.chunks,
+        JournalRecord::PartUploaded { part, .. } => &part.chunks,
+        _ => &[],
     }
 }
 
@@ -1560,6 +1623,29 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 fn reserve_for(checkpoint: &[Extent]) -> u64 {
     let pages: u64 = checkpoint.iter().map(|extent| u64::from(extent.pages)).sum();
     2 * pages + 64
+}
+
+/// Ends a write-back. Dropped with its pin still in place, the write-back
+/// was cancelled while writes may be in flight (a device finishes a write
+/// whose future was dropped): the pin then stays, and space given up from
+/// then on is reused only after the store is opened again, rather than
+/// while a late write could still land on it. Callers run store futures to
+/// completion; this is the net under that rule.
+struct WriteBackGuard<'a, D: BlockDevice> {
+    store: &'a Store<D>,
+    claim: bool,
+    pin: Option<ReaderPin<'a, D>>,
+}
+
+impl<D: BlockDevice> Drop for WriteBackGuard<'_, D> {
+    fn drop(&mut self) {
+        if let Some(pin) = self.pin.take() {
+            core::mem::forget(pin);
+        }
+        if self.claim {
+            self.store.device.overlay.lock().writing_back = false;
+        }
+    }
 }
 
 /// Dropped only if the committing future is cancelled mid-commit: the

@@ -552,3 +552,74 @@ fn small_objects_travel_in_the_journal_and_reach_the_data_area() {
         assert!(report.problems.is_empty(), "{:?}", report.problems);
     });
 }
+
+#[test]
+fn a_format_1_volume_is_upgraded_before_anything_new_is_written() {
+    use storage::block::{BlockDevice, IoBuf};
+    let disk = sim(2048, 4);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("b", "o", 1).await.unwrap();
+        put(&store, "b", "k", 1, 100_000).await;
+        drop(store);
+        // Both superblock copies as a build of format 1 wrote them.
+        for page in 0..2u64 {
+            let (result, mut buf) = disk.read(page, IoBuf::zeroed(4096)).await;
+            result.unwrap();
+            let bytes = buf.as_mut_slice();
+            bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+            let crc = storage::checksum::crc32c(&bytes[..4092]);
+            bytes[4092..].copy_from_slice(&crc.to_le_bytes());
+            disk.write(page, buf).await.0.unwrap();
+        }
+        disk.flush().await.unwrap();
+        let (store, _) = Store::open(disk.clone()).await.unwrap();
+        for page in 0..2u64 {
+            let (result, buf) = disk.read(page, IoBuf::zeroed(4096)).await;
+            result.unwrap();
+            assert_eq!(buf.as_slice()[8..12], 2u32.to_le_bytes(), "copy {page}");
+        }
+        assert_eq!(read_all(&store, "b", "k", None).await.unwrap(), pattern(1, 0..100_000));
+    });
+}
+
+#[test]
+fn overwrites_under_an_open_reader_do_not_pile_up_in_memory() {
+    let disk = sim(4096, 5);
+    let options = FormatOptions { journal_pages: Some(256), ..options() };
+    block_on(async {
+        let store = Store::format(disk.clone(), options).await.unwrap();
+        store.create_bucket("b", "o", 1).await.unwrap();
+        put(&store, "b", "held", 7, 3_000).await;
+        // A slow reader pins the state: every chunk given up from now on
+        // stays on the device (and, if not yet written back, in memory
+        // until a write-back puts it there).
+        let handle = store.open_object("b", "held", None).unwrap();
+        let mut most = 0;
+        for round in 0..100u64 {
+            for key in 0..10u64 {
+                put(&store, "b", &format!("k{key}"), round * 10 + key, 3_000).await;
+                most = most.max(store.unwritten().0);
+            }
+        }
+        // Bounded memory, and write-backs that stay batched: chunks given up
+        // are written back too (else they would sit in memory under the
+        // reader, and once they alone passed the threshold every PUT would
+        // start a write-back of its own chunk).
+        assert!(most <= 128 * 1024 + 4096, "{most} bytes waited in memory");
+        let counters = store.commit_counters();
+        assert!(counters.write_backs <= 40, "{counters:?}");
+        let mut reader = handle.read(0..3_000).unwrap();
+        let mut bytes = Vec::new();
+        while let Some(piece) = reader.next().await {
+            bytes.extend_from_slice(piece.unwrap().as_slice());
+        }
+        assert_eq!(bytes, pattern(7, 0..3_000));
+        drop(handle);
+        for key in 0..10u64 {
+            assert_eq!(read_all(&store, "b", &format!("k{key}"), None).await.unwrap(), pattern(990 + key, 0..3_000));
+        }
+        let report = store.check().await;
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    });
+}
