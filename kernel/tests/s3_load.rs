@@ -371,10 +371,16 @@ fn heap_from_metrics(lab: &Lab, vm: &Vm) -> Option<u64> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("rustcore_heap_bytes_in_use "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+    };
+    // Small objects' bytes wait in memory for their write-back, a bounded
+    // cache the store reports: not held by connections, so not counted.
+    let unwritten = gauge("rustcore_unwritten_chunk_bytes").unwrap_or(0);
+    gauge("rustcore_heap_bytes_in_use").map(|heap| heap.saturating_sub(unwritten))
 }
 
 /// `heap_bytes_in_use` of the first heartbeat (logged every 60 s) that

@@ -330,6 +330,11 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
         let mut buf = core::mem::replace(&mut self.buf, IoBuf::zeroed(0));
         let data = &buf.as_slice()[..self.filled];
         self.pending.chunks.push(ChunkRef { extent, len_bytes: self.filled as u32, crc32c: crc32c(data) });
+        // The bytes outlive the writer (until a write-back): no more
+        // memory than the extent, whatever the buffer grew to.
+        if buf.capacity() > extent.bytes() as usize {
+            buf = IoBuf::from_slice(data);
+        }
         buf.set_len(extent.bytes() as usize);
         buf.as_mut_slice()[self.filled..].fill(0);
         self.filled = 0;
@@ -505,6 +510,34 @@ mod tests {
         assert_eq!(writer.buffer_bytes(), PAGE_BYTES as usize);
         let small = now(writer.finish()).unwrap();
         assert_eq!(small.chunks.chunks()[0].extent.pages, 1);
+    }
+
+    #[test]
+    fn small_objects_can_be_left_unwritten() {
+        let disk = RamDisk::new(4096, 256);
+        let space = Space(Mutex::new(SpaceMap::new(0, 256)));
+        let data: Vec<u8> = (0..20_000).map(byte).collect();
+        // No size announced: the buffer grew to 64 KiB, the bytes handed
+        // back take the extent's one page.
+        let mut writer = ObjectWriter::new(&disk, &space, 64 * 1024).with_inline_max(16 * 1024);
+        now(writer.write(&data[..3_000])).unwrap();
+        let small = now(writer.finish()).unwrap();
+        let chunk = small.chunks.chunks()[0];
+        let pages = small.unwritten.as_ref().unwrap();
+        assert_eq!((chunk.extent.pages, chunk.len_bytes, pages.len(), pages.capacity()), (1, 3_000, 4096, 4096));
+        assert_eq!(&pages.as_slice()[..3_000], &data[..3_000]);
+        assert!(pages.as_slice()[3_000..].iter().all(|&b| b == 0));
+        assert_eq!(chunk.crc32c, crc32c(&data[..3_000]));
+        // Nothing reached the device.
+        assert!(now(read_chunk(&disk, &chunk, 0)).is_err());
+        // Bigger than the limit, or empty: written (or nothing) as before.
+        let mut writer = ObjectWriter::new(&disk, &space, 64 * 1024).with_inline_max(16 * 1024);
+        now(writer.write(&data)).unwrap();
+        let big = now(writer.finish()).unwrap();
+        assert!(big.unwritten.is_none());
+        assert_eq!(now(read_chunk(&disk, &big.chunks.chunks()[0], 0)).unwrap().as_slice(), &data[..]);
+        let empty = now(ObjectWriter::new(&disk, &space, 64 * 1024).with_inline_max(16 * 1024).finish()).unwrap();
+        assert!(empty.unwritten.is_none() && empty.chunks.chunks().is_empty());
     }
 
     /// A RAM disk whose writes stay in flight until the gate opens.

@@ -910,6 +910,12 @@ impl<'s, D: BlockDevice, A: Authenticator> Handler<'s, D, A> {
         let checks = super::checksums::checks_for(headers)?;
         let body = request.take_body();
         let mut writer = self.service.store.writer();
+        // A buffer the size of a small object, not of a chunk: it is
+        // zeroed when made, and a small object's buffer is what waits in
+        // memory until its write-back.
+        if let Some(size) = declared {
+            writer.expect_size(size);
+        }
         let mut payload = PayloadReader::new(io, body, declared, max, checks);
         let mut piece = Vec::new();
         while payload.next(&mut piece).await? {
