@@ -680,8 +680,14 @@ async fn store_workout<D: BlockDevice>(
     } else {
         let (store, report) = Store::open(disk).await.map_err(|e| format!("open: {e:?}"))?;
         println!(
-            "store opened generation={} checkpoint_seq={} replayed_batches={} replayed_records={} end={:?}",
-            report.generation, report.checkpoint_seq, report.replayed_batches, report.replayed_records, report.end
+            "store opened generation={} checkpoint_seq={} replayed_batches={} replayed_records={} end={:?} \
+             chunks_restored_from_the_journal={}",
+            report.generation,
+            report.checkpoint_seq,
+            report.replayed_batches,
+            report.replayed_records,
+            report.end,
+            store.unwritten().1
         );
         store
     };
