@@ -12,7 +12,7 @@
 //! journal's tail, and a checkpoint writes it back before the journal
 //! space holding those images can be reused.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::Future;
@@ -40,6 +40,12 @@ pub(crate) struct Unwritten {
 pub(crate) struct Overlay {
     /// By start page.
     entries: BTreeMap<u64, Unwritten>,
+    /// How many entries each logging record has: the oldest is what a
+    /// flush can vouch for (see `written_back_through`), asked every batch.
+    seqs: BTreeMap<u64, usize>,
+    /// (record that gave the chunk up, start page): what `drop_freed`
+    /// forgets, asked after every batch, without a scan of every entry.
+    freed: BTreeSet<(u64, u64)>,
     bytes: usize,
     /// A write-back is running (only one at a time besides a checkpoint's).
     pub writing_back: bool,
@@ -90,33 +96,53 @@ impl Overlay {
     }
 
     pub fn insert(&mut self, entry: Unwritten) {
+        let start_page = entry.chunk.extent.start_page;
+        self.remove(start_page);
         self.bytes += entry.pages.len();
-        if let Some(old) = self.entries.insert(entry.chunk.extent.start_page, entry) {
-            self.bytes -= old.pages.len();
+        *self.seqs.entry(entry.seq).or_default() += 1;
+        if let Some(freed) = entry.freed_at {
+            self.freed.insert((freed, start_page));
         }
+        self.entries.insert(start_page, entry);
+    }
+
+    /// Removes the entry at `start_page`, if any, from every index.
+    fn remove(&mut self, start_page: u64) -> Option<Unwritten> {
+        let entry = self.entries.remove(&start_page)?;
+        self.bytes -= entry.pages.len();
+        if let Some(count) = self.seqs.get_mut(&entry.seq) {
+            *count -= 1;
+            if *count == 0 {
+                self.seqs.remove(&entry.seq);
+            }
+        }
+        if let Some(freed) = entry.freed_at {
+            self.freed.remove(&(freed, start_page));
+        }
+        Some(entry)
     }
 
     /// A record gave up `extent`: if its bytes are here they need no write-back.
     pub fn mark_freed(&mut self, extent: Extent, seq: u64) {
         if let Some(entry) = self.entries.get_mut(&extent.start_page)
             && entry.chunk.extent == extent
+            && entry.freed_at.is_none()
         {
             entry.freed_at = Some(seq);
+            self.freed.insert((seq, extent.start_page));
         }
     }
 
     /// Forgets chunks given up by records up to `seq`: their extents are
     /// about to be freed, and no reader can still see them.
     pub fn drop_freed(&mut self, through_seq: u64) {
-        let mut freed = 0;
-        self.entries.retain(|_, entry| {
-            let keep = entry.freed_at.is_none_or(|seq| seq > through_seq);
-            if !keep {
-                freed += entry.pages.len();
+        while let Some(&(freed, start_page)) = self.freed.first() {
+            if freed > through_seq {
+                break;
             }
-            keep
-        });
-        self.bytes -= freed;
+            self.freed.remove(&(freed, start_page));
+            self.remove(start_page);
+        }
     }
 
     /// The chunk at exactly `extent`, if it is here.
@@ -157,16 +183,14 @@ impl Overlay {
     /// entries still here are the ones not yet written). `applied_seq`: the
     /// last record logged so far.
     pub fn written_back_through(&self, applied_seq: u64) -> u64 {
-        self.entries.values().map(|entry| entry.seq.saturating_sub(1)).min().unwrap_or(applied_seq)
+        self.seqs.keys().next().map_or(applied_seq, |oldest| oldest.saturating_sub(1))
     }
 
     /// Forgets what a write-back wrote (unless logged again since).
     pub fn written(&mut self, written: &[(u64, u64)]) {
         for &(start_page, seq) in written {
-            if self.entries.get(&start_page).is_some_and(|entry| entry.seq == seq)
-                && let Some(entry) = self.entries.remove(&start_page)
-            {
-                self.bytes -= entry.pages.len();
+            if self.entries.get(&start_page).is_some_and(|entry| entry.seq == seq) {
+                self.remove(start_page);
             }
         }
     }
@@ -278,5 +302,11 @@ mod tests {
         assert_eq!(overlay.len(), 2);
         overlay.written(&runs[1].written);
         assert_eq!((overlay.len(), overlay.bytes()), (1, 2 * 4096));
+        // The indexes follow: the oldest logging record left is 6, nothing
+        // given up is left.
+        assert_eq!(overlay.written_back_through(9), 5);
+        assert!(overlay.freed.is_empty());
+        overlay.written(&[(11, 6)]);
+        assert_eq!((overlay.len(), overlay.bytes(), overlay.written_back_through(9)), (0, 0, 9));
     }
 }

@@ -4,8 +4,9 @@
 //! network stack on a Linux TAP device.
 //!
 //! `unsafe` is confined to [`tap`] (the TUN ioctl and fd I/O), [`platform`]
-//! (eventfd and `ppoll`) and [`crc`] (the SSE4.2 instruction behind a
-//! run-time CPU check): this crate never goes into the image.
+//! (eventfd and `ppoll`), [`crc`] (the SSE4.2 instruction behind a
+//! run-time CPU check) and [`memory`] (`mallopt`): this crate never goes
+//! into the image.
 
 #![deny(unsafe_code)]
 
@@ -13,6 +14,8 @@ pub mod block;
 pub mod clock;
 #[allow(unsafe_code)]
 pub mod crc;
+#[allow(unsafe_code)]
+pub mod memory;
 #[allow(unsafe_code)]
 pub mod platform;
 pub mod rng;

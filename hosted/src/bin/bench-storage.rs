@@ -650,6 +650,8 @@ fn million_rows(rows: &mut Vec<Row>) {
 }
 
 fn main() {
+    // As rustcore-hosted does: large freed buffers stay in the process.
+    hosted::memory::keep_freed_memory();
     let hardware = hosted::crc::install_hardware_crc32c();
     let dir = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-storage".into()));
     std::fs::create_dir_all(&dir).expect("bench dir");
