@@ -497,13 +497,20 @@ fn a_journal_read_error_fails_the_open_instead_of_cutting_the_log() {
     });
 }
 
+/// A store with bucket `b` whose 1 MiB journal carries objects of up to
+/// 16 KiB and starts a write-back past 128 KiB waiting.
+async fn logging_store(disk: &Arc<SimDisk>) -> Store<Arc<SimDisk>> {
+    let options = FormatOptions { journal_pages: Some(256), ..options() };
+    let store = Store::format(disk.clone(), options).await.unwrap();
+    store.create_bucket("b", "o", 1).await.unwrap();
+    store
+}
+
 #[test]
 fn small_objects_travel_in_the_journal_and_reach_the_data_area() {
     let disk = sim(4096, 3);
-    let options = FormatOptions { journal_pages: Some(256), ..options() };
     block_on(async {
-        let store = Store::format(disk.clone(), options).await.unwrap();
-        store.create_bucket("b", "o", 1).await.unwrap();
+        let store = logging_store(&disk).await;
         for tag in 0..10 {
             put(&store, "b", &format!("k{tag}"), tag, 3_000).await;
         }
@@ -586,10 +593,8 @@ fn a_format_1_volume_is_upgraded_before_anything_new_is_written() {
 #[test]
 fn overwrites_under_an_open_reader_do_not_pile_up_in_memory() {
     let disk = sim(4096, 5);
-    let options = FormatOptions { journal_pages: Some(256), ..options() };
     block_on(async {
-        let store = Store::format(disk.clone(), options).await.unwrap();
-        store.create_bucket("b", "o", 1).await.unwrap();
+        let store = logging_store(&disk).await;
         put(&store, "b", "held", 7, 3_000).await;
         // A slow reader pins the state: every chunk given up from now on
         // stays on the device (and, if not yet written back, in memory
