@@ -65,14 +65,14 @@ pub const WRITE_BACK_BYTES: usize = 4 << 20;
 
 /// How big an object may travel in the journal. Logged bytes fill the
 /// journal, and a full journal costs a checkpoint of the whole state: once
-/// that state is more than a sixteenth of the journal (a checkpoint every
-/// half journal then serializes at least an eighth of a byte per logged
+/// that state is more than an eighth of the journal (a checkpoint every
+/// half journal then serializes at least a quarter of a byte per logged
 /// byte), logging small objects would cost more CPU in checkpoints than it
 /// saves in writes, so it stops. Tiny journals (tests) log only what is
 /// small next to them.
 fn inline_max(journal_pages: u64, checkpoint_bytes: u64) -> usize {
     let journal_bytes = journal_pages * PAGE_BYTES;
-    if checkpoint_bytes > journal_bytes / 16 {
+    if checkpoint_bytes > journal_bytes / 8 {
         return 0;
     }
     INLINE_MAX_BYTES.min(usize::try_from(journal_bytes / 32).unwrap_or(usize::MAX))
