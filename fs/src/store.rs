@@ -989,7 +989,6 @@ impl<D: BlockDevice> Store<D> {
             }
         }
         {
-            let _inner = self.inner.lock();
             let mut overlay = self.device.overlay.lock();
             // After an error nothing is forgotten: the next write-back or
             // checkpoint writes it all again.
