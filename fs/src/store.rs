@@ -23,10 +23,8 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::future::Future;
 use core::future::poll_fn;
 use core::ops::Range;
-use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::task::{Poll, Waker};
 
@@ -232,6 +230,12 @@ struct Inner {
 }
 
 impl Inner {
+    /// The most a batch (header included) may take: a quarter of the
+    /// journal, so one record always fits beside the others.
+    fn max_batch_bytes(&self) -> usize {
+        self.superblock.journal_pages as usize * PAGE / 4
+    }
+
     fn journal_used_pages(&self) -> u64 {
         let journal = self.superblock.journal_pages;
         (self.head + journal - self.superblock.replay_position) % journal
@@ -247,8 +251,8 @@ impl Inner {
 /// A record waiting for the journal.
 struct Pending {
     encoded: Vec<u8>,
-    /// Chunks logged with it: (start page, data bytes, the extent's pages).
-    images: Vec<(u64, usize, Arc<IoBuf>)>,
+    /// Chunks logged with it, and their extents' pages.
+    images: Vec<(ChunkRef, Arc<IoBuf>)>,
     /// It references chunks its request wrote to the device, which must be
     /// durable before it is.
     needs_data: bool,
@@ -256,8 +260,13 @@ struct Pending {
 
 impl Pending {
     fn journal_bytes(&self) -> usize {
-        self.encoded.len() + self.images.iter().map(|(_, len, _)| journal::image_bytes(*len)).sum::<usize>()
+        self.encoded.len() + images_bytes(&self.images)
     }
+}
+
+/// Bytes these chunks take as images in a batch.
+fn images_bytes(images: &[(ChunkRef, Arc<IoBuf>)]) -> usize {
+    images.iter().map(|(chunk, _)| journal::image_bytes(chunk.len_bytes as usize)).sum()
 }
 
 /// What a record needs of the chunks it references.
@@ -423,9 +432,7 @@ impl<D: BlockDevice> Store<D> {
         let lbas_per_page = PAGE_BYTES / u64::from(geometry.block_bytes);
         // Both copies, so a stale copy of an earlier volume cannot win.
         for generation in [0, 1] {
-            let copy = Superblock { generation, ..superblock };
-            let (result, _) = device.write(copy.copy_page() * lbas_per_page, IoBuf::from_slice(&copy.encode())).await;
-            result?;
+            write_superblock(&device, lbas_per_page, &Superblock { generation, ..superblock }).await?;
         }
         device.flush().await?;
         let (store, _) = Self::open(device).await?;
@@ -439,6 +446,7 @@ impl<D: BlockDevice> Store<D> {
             return Err(StoreError::Object(ObjectError::UnsupportedBlockSize(geometry.block_bytes)));
         }
         let device_pages = geometry.capacity_bytes() / PAGE_BYTES;
+        let lbas_per_page = PAGE_BYTES / u64::from(geometry.block_bytes);
         let mut best: Result<Superblock, SuperblockError> = Err(SuperblockError::BadMagic);
         for page in [0, 1] {
             let buf = read_pages(&device, Extent { start_page: page, pages: 1 }).await?;
@@ -461,16 +469,13 @@ impl<D: BlockDevice> Store<D> {
         if superblock.format_version < crate::layout::FORMAT_VERSION {
             // Both copies, before any batch of the new format is written:
             // an older build must find no copy it can read.
-            let lbas_per_page = PAGE_BYTES / u64::from(geometry.block_bytes);
             for _ in 0..2 {
                 let copy = Superblock {
                     generation: superblock.generation + 1,
                     format_version: crate::layout::FORMAT_VERSION,
                     ..superblock
                 };
-                let (result, _) =
-                    device.write(copy.copy_page() * lbas_per_page, IoBuf::from_slice(&copy.encode())).await;
-                result?;
+                write_superblock(&device, lbas_per_page, &copy).await?;
                 device.flush().await?;
                 superblock = copy;
             }
@@ -504,7 +509,6 @@ impl<D: BlockDevice> Store<D> {
 
         // Replay.
         let journal_pages = superblock.journal_pages;
-        let lbas_per_page = PAGE_BYTES / u64::from(geometry.block_bytes);
         let mut position = superblock.replay_position;
         let mut next_seq = superblock.checkpoint_seq + 1;
         let mut prev_crc = superblock.replay_prev_crc;
@@ -729,16 +733,8 @@ impl<D: BlockDevice> Store<D> {
             ChunkData::Written => (Vec::new(), true),
             ChunkData::Logged(chunks) => (chunks, false),
         };
-        let pending = Pending {
-            encoded,
-            images: images
-                .iter()
-                .map(|(chunk, pages)| (chunk.extent.start_page, chunk.len_bytes as usize, pages.clone()))
-                .collect(),
-            needs_data,
-        };
-        let max_bytes = inner.superblock.journal_pages as usize * PAGE / 4;
-        if pending.journal_bytes() + journal::HEADER_BYTES > max_bytes {
+        let pending = Pending { encoded, images: images.clone(), needs_data };
+        if pending.journal_bytes() + journal::HEADER_BYTES > inner.max_batch_bytes() {
             return Err(StoreError::RecordTooLarge);
         }
         let freed = inner.meta.apply(record)?;
@@ -854,7 +850,7 @@ impl<D: BlockDevice> Store<D> {
                         // (a record alone is never more: see `submit`); if
                         // the first record is not ready, a data flush makes
                         // every pending record ready.
-                        let cap = journal_pages as usize * PAGE / 4 - journal::HEADER_BYTES;
+                        let cap = inner.max_batch_bytes() - journal::HEADER_BYTES;
                         let first_ready = is_ready(0, &inner.pending[0]);
                         let mut bytes = 0;
                         let mut take = 0;
@@ -918,7 +914,11 @@ impl<D: BlockDevice> Store<D> {
         let records: Vec<&[u8]> = pending.iter().map(|p| p.encoded.as_slice()).collect();
         let images: Vec<(u64, &[u8])> = pending
             .iter()
-            .flat_map(|p| p.images.iter().map(|(start_page, len, pages)| (*start_page, &pages.as_slice()[..*len])))
+            .flat_map(|p| {
+                p.images
+                    .iter()
+                    .map(|(chunk, pages)| (chunk.extent.start_page, &pages.as_slice()[..chunk.len_bytes as usize]))
+            })
             .collect();
         let (buf, header) = journal::encode_batch(first_seq, prev_crc, &records, &images, images_durable_seq);
         // Every record submitted by now had its chunks written, and every
@@ -982,7 +982,7 @@ impl<D: BlockDevice> Store<D> {
                 written.extend(run.written);
                 writes.push(write_pages(&self.device, run.extent, pages));
             }
-            for (outcome, _) in join_all(writes).await {
+            for (outcome, _) in runtime::join::join_all(writes).await {
                 if let Err(error) = outcome {
                     result = Err(StoreError::from(error));
                 }
@@ -1047,7 +1047,7 @@ impl<D: BlockDevice> Store<D> {
             };
             (next, inner.head, inner.prev_crc)
         };
-        self.write_at(next.copy_page(), IoBuf::from_slice(&next.encode())).await?;
+        write_superblock(&self.device, self.lbas_per_page, &next).await?;
         self.device.flush().await?;
         self.counters.flushes.fetch_add(2, Ordering::Relaxed);
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -1113,9 +1113,7 @@ impl<D: BlockDevice> Store<D> {
             // `finish` leaves one chunk unwritten or none.
             (_, _) => return Ok(ChunkData::Written),
         };
-        let images: usize = chunks.iter().map(|(chunk, _)| journal::image_bytes(chunk.len_bytes as usize)).sum();
-        let max_bytes = self.inner.lock().superblock.journal_pages as usize * PAGE / 4;
-        if record_bound + images + journal::HEADER_BYTES <= max_bytes {
+        if record_bound + images_bytes(&chunks) + journal::HEADER_BYTES <= self.inner.lock().max_batch_bytes() {
             return Ok(ChunkData::Logged(chunks));
         }
         for (chunk, pages) in chunks {
@@ -1588,6 +1586,17 @@ fn created_ms(entry: &Entry<ObjectMeta>) -> u64 {
     }
 }
 
+/// Writes `superblock` to the page of its copy (not flushed).
+async fn write_superblock<D: BlockDevice>(
+    device: &D,
+    lbas_per_page: u64,
+    superblock: &Superblock,
+) -> Result<(), StoreError> {
+    let (result, _) =
+        device.write(superblock.copy_page() * lbas_per_page, IoBuf::from_slice(&superblock.encode())).await;
+    Ok(result?)
+}
+
 /// The chunks a record brings into the state (written by its request).
 fn new_chunks(record: &JournalRecord) -> &[ChunkRef] {
     match record {
@@ -1599,26 +1608,6 @@ fn new_chunks(record: &JournalRecord) -> &[ChunkRef] {
 
 /// Writes a write-back keeps in flight at once.
 const WRITE_BACK_DEPTH: usize = 16;
-
-/// Runs `futures` together; their outputs in order.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<alloc::boxed::Box<F>>> = futures.into_iter().map(alloc::boxed::Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    poll_fn(|cx| {
-        let mut done = true;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => done = false,
-                }
-            }
-        }
-        if done { Poll::Ready(()) } else { Poll::Pending }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}
 
 /// Space kept free for checkpoints: twice the last one, and some.
 fn reserve_for(checkpoint: &[Extent]) -> u64 {

@@ -39,18 +39,14 @@ enum Work {
         lba: u64,
         buf: IoBuf,
     },
+    /// `durable`: then `fdatasync`, on the same thread.
     Write {
         offset: u64,
         lba: u64,
         buf: IoBuf,
+        durable: bool,
     },
     Flush,
-    /// A write, then `fdatasync`.
-    WriteDurable {
-        offset: u64,
-        lba: u64,
-        buf: IoBuf,
-    },
 }
 
 /// Where a helper thread leaves a finished request for its future.
@@ -71,16 +67,14 @@ fn perform(file: &File, work: Work) -> (Result<(), BlockError>, Option<IoBuf>) {
             let result = file.read_exact_at(buf.as_mut_slice(), offset).map_err(|_| io_error(lba));
             (result, Some(buf))
         }
-        Work::Write { offset, lba, buf } => {
-            let result = file.write_all_at(buf.as_slice(), offset).map_err(|_| io_error(lba));
+        Work::Write { offset, lba, buf, durable } => {
+            let mut result = file.write_all_at(buf.as_slice(), offset).map_err(|_| io_error(lba));
+            if durable && result.is_ok() {
+                result = file.sync_data().map_err(|_| io_error(0));
+            }
             (result, Some(buf))
         }
         Work::Flush => (file.sync_data().map_err(|_| io_error(0)), None),
-        Work::WriteDurable { offset, lba, buf } => {
-            let result = file.write_all_at(buf.as_slice(), offset).map_err(|_| io_error(lba));
-            let result = result.and_then(|()| file.sync_data().map_err(|_| io_error(0)));
-            (result, Some(buf))
-        }
     }
 }
 
@@ -198,6 +192,14 @@ fn io_error(lba: u64) -> BlockError {
 }
 
 impl FileDisk {
+    /// A write (and with `durable` its `fdatasync`) of whole blocks in range.
+    async fn checked_write(&self, lba: u64, buf: IoBuf, durable: bool) -> IoResult {
+        if let Err(error) = self.geometry.check(lba, buf.len()) {
+            return (Err(error), buf);
+        }
+        self.run(Work::Write { offset: self.offset(lba), lba, buf, durable }).await
+    }
+
     /// A read or write, on a helper thread or here.
     async fn run(&self, work: Work) -> IoResult {
         let (result, buf) = match self.submit(work) {
@@ -225,19 +227,13 @@ impl BlockDevice for FileDisk {
     }
 
     async fn write(&self, lba: u64, buf: IoBuf) -> IoResult {
-        if let Err(error) = self.geometry.check(lba, buf.len()) {
-            return (Err(error), buf);
-        }
-        self.run(Work::Write { offset: self.offset(lba), lba, buf }).await
+        self.checked_write(lba, buf, false).await
     }
 
     /// One job for a helper: the `fdatasync` follows the write on the same
     /// thread, without waiting for the executor to see the write complete.
     async fn write_durable(&self, lba: u64, buf: IoBuf) -> IoResult {
-        if let Err(error) = self.geometry.check(lba, buf.len()) {
-            return (Err(error), buf);
-        }
-        self.run(Work::WriteDurable { offset: self.offset(lba), lba, buf }).await
+        self.checked_write(lba, buf, true).await
     }
 
     async fn flush(&self) -> Result<(), BlockError> {
