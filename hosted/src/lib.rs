@@ -4,9 +4,9 @@
 //! network stack on a Linux TAP device.
 //!
 //! `unsafe` is confined to [`tap`] (the TUN ioctl and fd I/O), [`platform`]
-//! (eventfd and `ppoll`), [`crc`] (the SSE4.2 instruction behind a
-//! run-time CPU check) and [`memory`] (`mallopt`): this crate never goes
-//! into the image.
+//! (eventfd and `ppoll`), [`crc`] and [`gcm`] (SSE4.2, AES-NI and PCLMULQDQ
+//! code behind a run-time CPU check) and [`memory`] (`mallopt`): this crate
+//! never goes into the image.
 
 #![deny(unsafe_code)]
 
@@ -14,6 +14,8 @@ pub mod block;
 pub mod clock;
 #[allow(unsafe_code)]
 pub mod crc;
+#[allow(unsafe_code)]
+pub mod gcm;
 #[allow(unsafe_code)]
 pub mod memory;
 #[allow(unsafe_code)]

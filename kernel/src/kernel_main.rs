@@ -97,6 +97,7 @@ pub fn start(start_info: u64) -> ! {
     let apic_timer_hz = apic::calibrate(tsc_hz);
     let entropy = rng::init();
     crate::arch::crc::install();
+    crate::arch::gcm::install();
     let wall = time::init_wall_clock();
     let level = Level::from_cmdline(boot.cmdline).unwrap_or(Level::Info);
     services::log::init(&serial::SERIAL_SINK, &time::KERNEL_CLOCK, level);

@@ -195,6 +195,8 @@ fn main() -> ExitCode {
     services::log::init(&SINK, clock, level.unwrap_or(services::log::Level::Info));
     // The SSE4.2 CRC32C for every chunk checksum (portable otherwise).
     hosted::crc::install_hardware_crc32c();
+    // The one-pass AES-NI AES-GCM for TLS records (RustCrypto's otherwise).
+    hosted::gcm::install_aes_gcm();
     // Journal batches and write-backs reuse large buffers: keep them.
     hosted::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -4,5 +4,6 @@
 pub mod boot;
 pub mod cpu;
 pub mod crc;
+pub mod gcm;
 pub mod gdt;
 pub mod interrupts;

@@ -21,7 +21,6 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::fmt;
 
-use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use chacha20poly1305::ChaCha20Poly1305;
 use rustls::crypto::tls12::PrfUsingHmac;
 use rustls::crypto::tls13::HkdfUsingHmac;
@@ -32,12 +31,21 @@ use rustls::{CipherSuite, ConnectionTrafficSecrets, SignatureScheme, SupportedCi
 use rustls::{Tls12CipherSuite, Tls13CipherSuite};
 
 pub mod aead;
+#[cfg(target_arch = "x86_64")]
+pub mod gcm;
 pub mod hash;
 pub mod hmac;
 pub mod kx;
 pub mod sign;
 pub mod speed;
 pub mod verify;
+
+/// The AES-GCM the suites use: our one-pass AES-NI code once the platform has installed it
+/// ([`gcm::install`]), RustCrypto's until then and on other architectures.
+#[cfg(target_arch = "x86_64")]
+pub use gcm::{Aes128Gcm, Aes256Gcm};
+#[cfg(not(target_arch = "x86_64"))]
+pub use aes_gcm::{Aes128Gcm, Aes256Gcm};
 
 /// Fills the buffer with cryptographically secure random bytes, or fails (never returns weak bytes).
 pub type RandomSource = fn(&mut [u8]) -> Result<(), RandomError>;

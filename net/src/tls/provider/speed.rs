@@ -10,7 +10,7 @@
 use alloc::vec;
 
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce};
-use aes_gcm::{Aes128Gcm, Aes256Gcm};
+use super::{Aes128Gcm, Aes256Gcm};
 use chacha20poly1305::ChaCha20Poly1305;
 
 /// One full TLS record's payload: what bulk transfers seal and open.

@@ -1,0 +1,24 @@
+//! AES-NI and PCLMULQDQ behind `net::tls::provider::gcm`, the one-pass AES-GCM of every TLS record.
+use net::tls::provider::gcm::{self, GcmKey};
+
+/// Installs the one-pass AES-GCM. The boot trampoline refused to start on a CPU without AES-NI,
+/// PCLMULQDQ, SSSE3 or SSE4.1, so the instructions are always there.
+pub fn install() {
+    gcm::install(gcm::Accelerated { new_key, seal, open });
+}
+
+fn new_key(key: &[u8]) -> GcmKey {
+    // SAFETY: the image requires AES-NI, PCLMULQDQ, SSSE3 and SSE4.1 (checked by CPUID before any
+    // Rust runs), which is all the function is compiled for.
+    unsafe { gcm::new_key_ni(key) }
+}
+
+fn seal(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
+    // SAFETY: as in `new_key`.
+    unsafe { gcm::seal_ni(key, nonce, aad, data) }
+}
+
+fn open(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8], tag: &[u8; 16]) -> bool {
+    // SAFETY: as in `new_key`.
+    unsafe { gcm::open_ni(key, nonce, aad, data, tag) }
+}
