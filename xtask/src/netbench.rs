@@ -231,7 +231,10 @@ fn measure_hosted(certificates: &bootfs::Certificates, script: &Path, ca: &str) 
     build.current_dir(repo_root()).args(["build", "--release", "-p", "hosted", "--bin", "rustcore-hosted"]);
     remove_package_env(&mut build);
     run_checked(&mut build)?;
-    let server = target_dir().join("release/rustcore-hosted");
+    // NETBENCH_SERVER=PATH measures another build of the server (an A/B in one session).
+    let server = std::env::var_os("NETBENCH_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("release/rustcore-hosted"));
 
     let mut testbed = Testbed::setup()?;
     let chain = certificates.server_chain.to_str().context("certificate path is not UTF-8")?;

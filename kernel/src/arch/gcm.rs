@@ -1,5 +1,5 @@
 //! AES-NI and PCLMULQDQ behind `net::tls::provider::gcm`, the one-pass AES-GCM of every TLS record.
-use net::tls::provider::gcm::{self, GcmKey};
+use net::tls::provider::gcm::{self, AesKey, GcmKey};
 
 /// Installs the one-pass AES-GCM. The boot trampoline refused to start on a CPU without AES-NI,
 /// PCLMULQDQ, SSSE3 or SSE4.1, so the instructions are always there.
@@ -7,7 +7,7 @@ pub fn install() {
     gcm::install(gcm::Accelerated { new_key, seal, open });
 }
 
-fn new_key(key: &[u8]) -> GcmKey {
+fn new_key(key: AesKey<'_>) -> GcmKey {
     // SAFETY: the image requires AES-NI, PCLMULQDQ, SSSE3 and SSE4.1 (checked by CPUID before any
     // Rust runs), which is all the function is compiled for.
     unsafe { gcm::new_key_ni(key) }

@@ -21,18 +21,19 @@
 //! The key powers are kept premultiplied by x^128 (Montgomery form): a carry-less product of a
 //! data block and a stored power, reduced by [`reduce`], is then the GHASH product, and products
 //! of stored powers are stored powers again.
-use core::arch::x86_64::{
-    __m128i, _mm_aesenc_si128, _mm_aesenclast_si128, _mm_aeskeygenassist_si128, _mm_clmulepi64_si128,
-    _mm_insert_epi32, _mm_set_epi8, _mm_set_epi64x, _mm_setzero_si128, _mm_shuffle_epi8, _mm_shuffle_epi32,
-    _mm_slli_epi64, _mm_slli_si128, _mm_srli_epi64, _mm_srli_si128, _mm_testz_si128, _mm_xor_si128,
-};
 use alloc::boxed::Box;
+use core::arch::x86_64::{
+    __m128i, _mm_aesenc_si128, _mm_aesenclast_si128, _mm_aeskeygenassist_si128, _mm_clmulepi64_si128, _mm_insert_epi32,
+    _mm_set_epi8, _mm_set_epi64x, _mm_setzero_si128, _mm_shuffle_epi8, _mm_shuffle_epi32, _mm_slli_epi64,
+    _mm_slli_si128, _mm_srli_epi64, _mm_srli_si128, _mm_testz_si128, _mm_xor_si128,
+};
 use core::marker::PhantomData;
 
 use aes_gcm::aead::consts::{U12, U16, U32};
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{self, AeadCore, AeadInOut, Key, KeyInit, KeySizeUser, Nonce, Tag, TagPosition};
 use spin::Once;
+use zeroize::Zeroize;
 
 const BLOCK: usize = 16;
 /// Blocks per step of the bulk loop: enough independent AES and CLMUL work to keep the pipelines
@@ -45,7 +46,7 @@ const MAX_TEXT_BYTES: u64 = (1 << 36) - 32;
 /// its function only on a CPU with AES-NI, PCLMULQDQ, SSSE3 and SSE4.1.
 #[derive(Clone, Copy)]
 pub struct Accelerated {
-    pub new_key: fn(&[u8]) -> GcmKey,
+    pub new_key: fn(AesKey<'_>) -> GcmKey,
     pub seal: SealFn,
     pub open: OpenFn,
 }
@@ -68,8 +69,15 @@ pub fn accelerated() -> bool {
     ACCELERATED.get().is_some()
 }
 
-/// An expanded key: AES round keys and GHASH key powers.
-#[derive(Clone)]
+/// An AES key of one of the two sizes the suites use.
+#[derive(Clone, Copy)]
+pub enum AesKey<'a> {
+    Aes128(&'a [u8; 16]),
+    Aes256(&'a [u8; 32]),
+}
+
+/// An expanded key: AES round keys and GHASH key powers, wiped when dropped (H alone is enough
+/// to forge tags).
 pub struct GcmKey {
     /// 10 (AES-128) or 14 (AES-256).
     rounds: usize,
@@ -78,6 +86,14 @@ pub struct GcmKey {
     powers: [__m128i; WIDE],
     /// Each power's halves XORed, for Karatsuba.
     power_halves: [__m128i; WIDE],
+}
+
+impl Drop for GcmKey {
+    fn drop(&mut self) {
+        self.round_keys.zeroize();
+        self.powers.zeroize();
+        self.power_halves.zeroize();
+    }
 }
 
 #[inline]
@@ -246,20 +262,15 @@ fn halves(h: __m128i) -> __m128i {
     xor(h, _mm_shuffle_epi32::<0x4e>(h))
 }
 
-/// Expands a 16- or 32-byte key (any other length is a caller's bug: rustls derives keys of the
-/// suite's length; it gets AES-256 of a zero-padded key rather than a panic).
+/// Expands an AES key and derives the GHASH key powers from it.
 ///
 /// # Safety
 /// Only on a CPU with AES-NI, PCLMULQDQ, SSSE3 and SSE4.1.
 #[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
-pub fn new_key_ni(key: &[u8]) -> GcmKey {
-    let (rounds, round_keys) = if key.len() == 16 {
-        (10, expand_128(key))
-    } else {
-        let mut full = [0u8; 32];
-        let n = key.len().min(32);
-        full[..n].copy_from_slice(&key[..n]);
-        (14, expand_256(&full))
+pub fn new_key_ni(key: AesKey<'_>) -> GcmKey {
+    let (rounds, round_keys) = match key {
+        AesKey::Aes128(key) => (10, expand_128(key)),
+        AesKey::Aes256(key) => (14, expand_256(key)),
     };
     let mut h = [0u8; BLOCK];
     store(encrypt_one(&round_keys, rounds, _mm_setzero_si128()), &mut h);
@@ -270,6 +281,7 @@ pub fn new_key_ni(key: &[u8]) -> GcmKey {
     let carry = 0u64.wrapping_sub(a >> 63);
     let high = ((a << 1) | (b >> 63)) ^ (carry & (0xc2 << 56));
     let low = (b << 1) | (a >> 63);
+    h.zeroize();
     let h1 = _mm_set_epi64x(high as i64, low as i64);
     let mut powers = [h1; WIDE];
     for i in 1..WIDE {
@@ -384,7 +396,8 @@ fn crypt_any(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8], direct
     }
 }
 
-/// Encrypts `data` in place and returns the tag. The caller keeps `data` within SP 800-38D's limit.
+/// Encrypts `data` in place and returns the tag. The caller keeps `data` and `aad` within SP
+/// 800-38D's limit ([`AesGcm`] refuses longer ones), so the 32-bit block counter cannot wrap.
 ///
 /// # Safety
 /// Only on a CPU with AES-NI, PCLMULQDQ, SSSE3 and SSE4.1.
@@ -413,10 +426,12 @@ pub fn open_ni(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8], tag:
     }
 }
 
-/// An AES key size: its key length and RustCrypto's implementation of it.
+/// An AES key size: its key length, how a key of it reaches the AES-NI code, and RustCrypto's
+/// implementation of it.
 pub trait KeySize: Send + Sync + 'static {
     type Bytes: aead::array::ArraySize;
     type Portable: AeadInOut + AeadCore<NonceSize = U12, TagSize = U16> + KeyInit + Send + Sync + 'static;
+    fn key(bytes: &aead::array::Array<u8, Self::Bytes>) -> AesKey<'_>;
 }
 
 pub enum Aes128 {}
@@ -425,11 +440,17 @@ pub enum Aes256 {}
 impl KeySize for Aes128 {
     type Bytes = U16;
     type Portable = aes_gcm::Aes128Gcm;
+    fn key(bytes: &aead::array::Array<u8, U16>) -> AesKey<'_> {
+        AesKey::Aes128(bytes.as_ref())
+    }
 }
 
 impl KeySize for Aes256 {
     type Bytes = U32;
     type Portable = aes_gcm::Aes256Gcm;
+    fn key(bytes: &aead::array::Array<u8, U32>) -> AesKey<'_> {
+        AesKey::Aes256(bytes.as_ref())
+    }
 }
 
 pub type Aes128Gcm = AesGcm<Aes128>;
@@ -460,7 +481,7 @@ impl<K: KeySize> KeySizeUser for AesGcm<K> {
 impl<K: KeySize> KeyInit for AesGcm<K> {
     fn new(key: &Key<Self>) -> Self {
         let imp = match ACCELERATED.get() {
-            Some(accelerated) => Implementation::Accelerated(accelerated, Box::new((accelerated.new_key)(key))),
+            Some(accelerated) => Implementation::Accelerated(accelerated, Box::new((accelerated.new_key)(K::key(key)))),
             None => Implementation::Portable(
                 K::Portable::new_from_slice(key).expect("both key types take the key size they declare"),
             ),
@@ -525,4 +546,3 @@ impl<K: KeySize> AeadInOut for AesGcm<K> {
         }
     }
 }
-

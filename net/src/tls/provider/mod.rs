@@ -40,12 +40,12 @@ pub mod sign;
 pub mod speed;
 pub mod verify;
 
+#[cfg(not(target_arch = "x86_64"))]
+pub use aes_gcm::{Aes128Gcm, Aes256Gcm};
 /// The AES-GCM the suites use: our one-pass AES-NI code once the platform has installed it
 /// ([`gcm::install`]), RustCrypto's until then and on other architectures.
 #[cfg(target_arch = "x86_64")]
 pub use gcm::{Aes128Gcm, Aes256Gcm};
-#[cfg(not(target_arch = "x86_64"))]
-pub use aes_gcm::{Aes128Gcm, Aes256Gcm};
 
 /// Fills the buffer with cryptographically secure random bytes, or fails (never returns weak bytes).
 pub type RandomSource = fn(&mut [u8]) -> Result<(), RandomError>;

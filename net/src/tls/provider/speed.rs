@@ -9,8 +9,8 @@
 //! no suite order is derived from this.
 use alloc::vec;
 
-use aes_gcm::aead::{AeadInOut, KeyInit, Nonce};
 use super::{Aes128Gcm, Aes256Gcm};
+use aes_gcm::aead::{AeadInOut, KeyInit, Nonce};
 use chacha20poly1305::ChaCha20Poly1305;
 
 /// One full TLS record's payload: what bulk transfers seal and open.
