@@ -196,11 +196,17 @@ async fn read_then_reply(stream: TcpStream) -> Result<usize, NetError> {
     Ok(received)
 }
 
-// Full-duplex streaming echo under loss stalled for one seed (2): both
-// send buffers full, both receive windows closed, and a lost window update
-// was never repeated (smoltcp sends no window update on its own and the
-// zero-window probes did not carry it across), so the data goes one way,
-// then back, here; the perfect-link test streams both ways at once.
+// Full-duplex streaming echo under loss dies for seed 2 (smoltcp 0.14, traced
+// with its `log` and `verbose` features): the echo server's receive window is
+// closed (its task is blocked writing), and smoltcp drops every segment that
+// fails RFC 9293's zero-window acceptability test without looking at its ACK
+// field, although §3.10.7.4 says valid ACKs must still be accepted. The
+// client's ACKs carry sequence numbers past the server's window (its
+// zero-window probes advanced them), so the server never learns that its data
+// arrived, retransmits it every RTO (backing off to 60 s) and gets challenge
+// ACKs it drops again, until the 90 s timeout resets the connection. So the
+// data goes one way, then back, here; the perfect-link test streams both ways
+// at once.
 #[test]
 fn four_mib_each_way_over_a_lossy_link_for_several_seeds() {
     let faults = LinkFaults { drop_per_mille: 50, duplicate_per_mille: 20, reorder_per_mille: 50 };
