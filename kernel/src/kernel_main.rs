@@ -97,7 +97,7 @@ pub fn start(start_info: u64) -> ! {
     let apic_timer_hz = apic::calibrate(tsc_hz);
     let entropy = rng::init();
     crate::arch::crc::install();
-    crate::arch::gcm::install();
+    let gcm = crate::arch::gcm::install();
     let wall = time::init_wall_clock();
     let level = Level::from_cmdline(boot.cmdline).unwrap_or(Level::Info);
     services::log::init(&serial::SERIAL_SINK, &time::KERNEL_CLOCK, level);
@@ -117,6 +117,7 @@ pub fn start(start_info: u64) -> ! {
         warn!("boot", "no usable RTC: wall clock unknown, TLS and SigV4 will fail");
     }
     info!("boot", "entropy"; source = if entropy == rng::EntropySource::Rdseed { "rdseed" } else { "rdrand" }, generator = "chacha20");
+    info!("boot", "AES-GCM"; implementation = if gcm.accelerated_wins() { "one-pass" } else { "rustcrypto" }, one_pass_mb_s = gcm.accelerated_mb_s, rustcrypto_mb_s = gcm.portable_mb_s);
 
     let mut devices = pci::enumerate(&PortIoConfig);
     if let Err(error) = pci::assign_bars(&PortIoConfig, &mut devices) {

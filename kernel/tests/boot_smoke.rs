@@ -127,6 +127,12 @@ fn smoke_selftests_pass() {
     let after = field(&outcome.serial, "heap", "bytes_after").unwrap();
     assert_eq!(before, after);
 
+    // The kernel measured both AES-GCMs and chose one (under TCG RustCrypto's: QEMU emulates
+    // PCLMULQDQ slowly; on hardware and KVM the one-pass code).
+    let gcm = outcome.serial.lines().find(|l| l.contains("\"msg\":\"AES-GCM\"")).expect("the AES-GCM choice is logged");
+    assert!(gcm.contains("\"one_pass_mb_s\":") && gcm.contains("\"rustcrypto_mb_s\":"), "{gcm}");
+    assert!(!gcm.contains("_mb_s\":0,") && !gcm.contains("_mb_s\":0}"), "a rate of 0: {gcm}");
+
     // Every structured log line is one JSON object.
     for line in outcome.serial.lines().filter(|l| l.starts_with('{')) {
         let line = line.trim_end_matches('\r');

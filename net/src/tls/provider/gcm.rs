@@ -468,6 +468,13 @@ enum Implementation<K: KeySize> {
 }
 
 impl<K: KeySize> AesGcm<K> {
+    /// A key on the given implementation rather than the installed one (a platform measures
+    /// it against RustCrypto's before installing it).
+    pub fn with_implementation(accelerated: &'static Accelerated, key: &Key<Self>) -> Self {
+        let key = Box::new((accelerated.new_key)(K::key(key)));
+        Self { imp: Implementation::Accelerated(accelerated, key), _size: PhantomData }
+    }
+
     /// Whether this key runs on the AES-NI code.
     pub fn is_accelerated(&self) -> bool {
         matches!(self.imp, Implementation::Accelerated(..))
