@@ -13,7 +13,9 @@
 //! features is `unsafe`, which this crate forbids. So the platform, which knows the CPU, calls
 //! [`new_key_ni`], [`seal_ni`] and [`open_ni`] from its own wrappers and hands them to
 //! [`install`] once at start-up, as it does for CRC32C (`storage::checksum`). Until then, and on
-//! CPUs without the instructions, [`AesGcm`] uses RustCrypto's implementation.
+//! CPUs without the instructions, [`AesGcm`] uses RustCrypto's implementation. The kernel first
+//! measures both (`speed::compare_gcm`): under QEMU's TCG, which runs PCLMULQDQ as a slow helper,
+//! RustCrypto's portable GHASH is the faster and stays.
 //!
 //! GHASH layout (the one of Linux's `ghash-clmulni-intel`): a block is byte-reversed into a 128-bit
 //! integer, its first byte most significant, which turns GHASH's reflected bit order into a
@@ -62,11 +64,6 @@ static ACCELERATED: Once<Accelerated> = Once::new();
 /// RustCrypto's implementation.
 pub fn install(accelerated: Accelerated) {
     ACCELERATED.call_once(|| accelerated);
-}
-
-/// Whether [`install`] has been called.
-pub fn accelerated() -> bool {
-    ACCELERATED.get().is_some()
 }
 
 /// An AES key of one of the two sizes the suites use.
