@@ -1,5 +1,6 @@
-//! A rustls [`CryptoProvider`] made only of RustCrypto crates (no ring, no aws-lc: both need C or
-//! assembly toolchains and an OS, and neither builds for our `no_std` kernel target).
+//! A rustls [`CryptoProvider`] made of RustCrypto crates (no ring, no aws-lc: both need C or
+//! assembly toolchains and an OS, and neither builds for our `no_std` kernel target), with our
+//! own one-pass AES-GCM ([`gcm`]) where a platform installs it.
 //!
 //! - TLS 1.3: AES-128-GCM-SHA256, AES-256-GCM-SHA384, CHACHA20-POLY1305-SHA256.
 //! - TLS 1.2: ECDHE-ECDSA with the same three AEADs (RFC 5289, RFC 7905). No static RSA, no CBC.
