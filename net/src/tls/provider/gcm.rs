@@ -29,7 +29,6 @@ use core::arch::x86_64::{
     _mm_set_epi8, _mm_set_epi64x, _mm_setzero_si128, _mm_shuffle_epi8, _mm_shuffle_epi32, _mm_slli_epi64,
     _mm_slli_si128, _mm_srli_epi64, _mm_srli_si128, _mm_testz_si128, _mm_xor_si128,
 };
-use core::marker::PhantomData;
 
 use aes_gcm::aead::consts::{U12, U16, U32};
 use aes_gcm::aead::inout::InOutBuf;
@@ -280,10 +279,11 @@ pub fn new_key_ni(key: AesKey<'_>) -> GcmKey {
     let low = (b << 1) | (a >> 63);
     h.zeroize();
     let h1 = _mm_set_epi64x(high as i64, low as i64);
+    let h1_halves = halves(h1);
     let mut powers = [h1; WIDE];
     for i in 1..WIDE {
         let mut p = Product::zero();
-        p.add(powers[i - 1], h1, halves(h1));
+        p.add(powers[i - 1], h1, h1_halves);
         powers[i] = reduce(p);
     }
     let mut power_halves = powers;
@@ -456,7 +456,6 @@ pub type Aes256Gcm = AesGcm<Aes256>;
 /// AES-GCM with a 96-bit nonce and a 128-bit tag: the installed AES-NI code, or RustCrypto's.
 pub struct AesGcm<K: KeySize> {
     imp: Implementation<K>,
-    _size: PhantomData<K>,
 }
 
 enum Implementation<K: KeySize> {
@@ -469,7 +468,7 @@ impl<K: KeySize> AesGcm<K> {
     /// it against RustCrypto's before installing it).
     pub fn with_implementation(accelerated: &'static Accelerated, key: &Key<Self>) -> Self {
         let key = Box::new((accelerated.new_key)(K::key(key)));
-        Self { imp: Implementation::Accelerated(accelerated, key), _size: PhantomData }
+        Self { imp: Implementation::Accelerated(accelerated, key) }
     }
 
     /// Whether this key runs on the AES-NI code.
@@ -484,13 +483,14 @@ impl<K: KeySize> KeySizeUser for AesGcm<K> {
 
 impl<K: KeySize> KeyInit for AesGcm<K> {
     fn new(key: &Key<Self>) -> Self {
-        let imp = match ACCELERATED.get() {
-            Some(accelerated) => Implementation::Accelerated(accelerated, Box::new((accelerated.new_key)(K::key(key)))),
-            None => Implementation::Portable(
-                K::Portable::new_from_slice(key).expect("both key types take the key size they declare"),
-            ),
-        };
-        Self { imp, _size: PhantomData }
+        match ACCELERATED.get() {
+            Some(accelerated) => Self::with_implementation(accelerated, key),
+            None => Self {
+                imp: Implementation::Portable(
+                    K::Portable::new_from_slice(key).expect("both key types take the key size they declare"),
+                ),
+            },
+        }
     }
 }
 
@@ -498,6 +498,12 @@ impl<K: KeySize> AeadCore for AesGcm<K> {
     type NonceSize = U12;
     type TagSize = U16;
     const TAG_POSITION: TagPosition = TagPosition::Postfix;
+}
+
+/// SP 800-38D's limits, which keep the 32-bit block counter from wrapping (the AES-NI code relies
+/// on its caller for them).
+fn within_limits(text_bytes: usize, aad_bytes: usize) -> aead::Result<()> {
+    if text_bytes as u64 > MAX_TEXT_BYTES || aad_bytes as u64 > MAX_TEXT_BYTES { Err(aead::Error) } else { Ok(()) }
 }
 
 impl<K: KeySize> AeadInOut for AesGcm<K> {
@@ -514,9 +520,7 @@ impl<K: KeySize> AeadInOut for AesGcm<K> {
                 Tag::<Self>::try_from(&tag[..]).map_err(|_| aead::Error)
             }
             Implementation::Accelerated(accelerated, key) => {
-                if buffer.len() as u64 > MAX_TEXT_BYTES || associated_data.len() as u64 > MAX_TEXT_BYTES {
-                    return Err(aead::Error);
-                }
+                within_limits(buffer.len(), associated_data.len())?;
                 let tag = (accelerated.seal)(key, &(*nonce).into(), associated_data, buffer.into_out_with_copied_in());
                 Ok(tag.into())
             }
@@ -537,9 +541,7 @@ impl<K: KeySize> AeadInOut for AesGcm<K> {
                 portable.decrypt_inout_detached(&nonce, associated_data, buffer, &tag)
             }
             Implementation::Accelerated(accelerated, key) => {
-                if buffer.len() as u64 > MAX_TEXT_BYTES || associated_data.len() as u64 > MAX_TEXT_BYTES {
-                    return Err(aead::Error);
-                }
+                within_limits(buffer.len(), associated_data.len())?;
                 let data = buffer.into_out_with_copied_in();
                 if (accelerated.open)(key, &(*nonce).into(), associated_data, data, &(*tag).into()) {
                     Ok(())
