@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use spin::Mutex;
 use storage::block::{BlockDevice, BlockError, IoBuf};
 use storage::checksum::crc32c;
+use storage::md5_lanes::Md5Batch;
 use storage::object::{
     ChunkRef, ObjectError, ObjectReader, ObjectWriter, SpaceSource, WrittenObject, read_chunk, read_pages, write_pages,
 };
@@ -319,6 +320,8 @@ pub struct Store<D: BlockDevice> {
     /// See [`inline_max`]; 0 turns logging of small objects off.
     inline_max: AtomicUsize,
     counters: CommitCounters,
+    /// Writers finishing together hash their objects together.
+    md5_batch: Md5Batch,
     space: SpaceCell,
     inner: Mutex<Inner>,
     chunk_max_bytes: usize,
@@ -630,6 +633,7 @@ impl<D: BlockDevice> Store<D> {
             device: Overlaid::new(device, overlay),
             inline_max: AtomicUsize::new(inline_max(journal_pages, checkpoint_bytes)),
             counters: CommitCounters::default(),
+            md5_batch: Md5Batch::new(),
             space: SpaceCell { map: Mutex::new(map), reserve_pages: AtomicU64::new(reserve) },
             inner: Mutex::new(inner),
             chunk_max_bytes: superblock.chunk_max_bytes as usize,
@@ -658,6 +662,13 @@ impl<D: BlockDevice> Store<D> {
     pub fn writer(&self) -> ObjectWriter<'_, Overlaid<D>, SpaceCell> {
         ObjectWriter::new(&self.device, &self.space, self.chunk_max_bytes)
             .with_inline_max(self.inline_max.load(Ordering::Relaxed))
+            .with_md5_batch(&self.md5_batch)
+    }
+
+    /// Objects hashed at the end of their writer, and the lane batches that
+    /// hashed them (their ratio is how many were hashed at once).
+    pub fn md5_batch_counts(&self) -> (u64, u64) {
+        self.md5_batch.counts()
     }
 
     /// Bytes of logged chunks waiting for write-back, and how many.

@@ -17,6 +17,8 @@ pub mod crc;
 #[allow(unsafe_code)]
 pub mod gcm;
 #[allow(unsafe_code)]
+pub mod md5;
+#[allow(unsafe_code)]
 pub mod memory;
 #[allow(unsafe_code)]
 pub mod platform;

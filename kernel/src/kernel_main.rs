@@ -98,6 +98,7 @@ pub fn start(start_info: u64) -> ! {
     let entropy = rng::init();
     crate::arch::crc::install();
     let gcm = crate::arch::gcm::install();
+    let md5 = crate::arch::md5::install();
     let wall = time::init_wall_clock();
     let level = Level::from_cmdline(boot.cmdline).unwrap_or(Level::Info);
     services::log::init(&serial::SERIAL_SINK, &time::KERNEL_CLOCK, level);
@@ -118,6 +119,7 @@ pub fn start(start_info: u64) -> ! {
     }
     info!("boot", "entropy"; source = if entropy == rng::EntropySource::Rdseed { "rdseed" } else { "rdrand" }, generator = "chacha20");
     info!("boot", "AES-GCM"; implementation = if gcm.accelerated_wins() { "one-pass" } else { "rustcrypto" }, one_pass_mb_s = gcm.accelerated_mb_s, rustcrypto_mb_s = gcm.portable_mb_s);
+    info!("boot", "MD5"; implementation = if md5.lanes_win() { "sse2-lanes" } else { "one-at-a-time" }, lanes_mb_s = md5.lanes_mb_s, one_at_a_time_mb_s = md5.one_at_a_time_mb_s);
 
     let mut devices = pci::enumerate(&PortIoConfig);
     if let Err(error) = pci::assign_bars(&PortIoConfig, &mut devices) {

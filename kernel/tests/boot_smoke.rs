@@ -133,6 +133,11 @@ fn smoke_selftests_pass() {
     assert!(gcm.contains("\"one_pass_mb_s\":") && gcm.contains("\"rustcrypto_mb_s\":"), "{gcm}");
     assert!(!gcm.contains("_mb_s\":0,") && !gcm.contains("_mb_s\":0}"), "a rate of 0: {gcm}");
 
+    // And both MD5s (four messages in SSE2 lanes, one at a time), for the ETags of small PUTs.
+    let md5 = outcome.serial.lines().find(|l| l.contains("\"msg\":\"MD5\"")).expect("the MD5 choice is logged");
+    assert!(md5.contains("\"lanes_mb_s\":") && md5.contains("\"one_at_a_time_mb_s\":"), "{md5}");
+    assert!(!md5.contains("_mb_s\":0,") && !md5.contains("_mb_s\":0}"), "a rate of 0: {md5}");
+
     // Every structured log line is one JSON object.
     for line in outcome.serial.lines().filter(|l| l.starts_with('{')) {
         let line = line.trim_end_matches('\r');

@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub mod block;
 pub mod checksum;
+pub mod md5_lanes;
 pub mod object;
 pub mod space;
 pub mod version;

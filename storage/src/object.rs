@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::{BlockDevice, BlockError, IoBuf};
 use crate::checksum::crc32c;
+use crate::md5_lanes::{self, Md5Batch};
 use crate::space::{Extent, PAGE_BYTES, SpaceError};
 
 /// One stored chunk: where it is, how many bytes of it are data, and their
@@ -148,7 +149,13 @@ pub struct ObjectWriter<'a, D: BlockDevice, S: SpaceSource> {
     buf: IoBuf,
     filled: usize,
     size_bytes: u64,
+    /// MD5 of the chunks written so far (bytes are hashed as their chunk
+    /// goes to the device, so an object that fits its buffer is hashed
+    /// whole at `finish`, in lanes with other writers' if there is a batch).
     md5: Md5,
+    /// The whole object's MD5, when it was hashed in one piece.
+    digest: Option<[u8; 16]>,
+    md5_batch: Option<&'a Md5Batch>,
     /// The previous chunk's write, and its extent until it is seen to
     /// complete: a writer dropped before that leaks the extent (until the
     /// next boot rebuilds the space map) rather than release space the
@@ -176,6 +183,8 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             filled: 0,
             size_bytes: 0,
             md5: Md5::new(),
+            digest: None,
+            md5_batch: None,
             in_flight: None,
             in_flight_extent: None,
             spare: None,
@@ -190,6 +199,13 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
     /// write for each.
     pub fn with_inline_max(mut self, max_bytes: usize) -> Self {
         self.inline_max_bytes = max_bytes.min(self.chunk_max_bytes);
+        self
+    }
+
+    /// An object that fits the writer's buffer is hashed at `finish`
+    /// together with the other writers finishing then (see [`Md5Batch`]).
+    pub fn with_md5_batch(mut self, batch: &'a Md5Batch) -> Self {
+        self.md5_batch = Some(batch);
         self
     }
 
@@ -227,7 +243,6 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
     where
         D: 'a,
     {
-        self.md5.update(data);
         self.size_bytes += data.len() as u64;
         while !data.is_empty() {
             let take = data.len().min(self.chunk_max_bytes - self.filled);
@@ -256,6 +271,9 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             // Record the extent first so that an error below still returns it.
             let data_bytes = (extent.bytes() as usize).min(self.filled);
             let chunk_crc = crc32c(&self.buf.as_slice()[..data_bytes]);
+            if self.digest.is_none() {
+                self.md5.update(&self.buf.as_slice()[..data_bytes]);
+            }
             self.pending.chunks.push(ChunkRef { extent, len_bytes: data_bytes as u32, crc32c: chunk_crc });
             self.wait_in_flight().await?;
             // Bytes beyond this extent (fragmented space) move to the next buffer.
@@ -304,12 +322,27 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
     where
         D: 'a,
     {
+        if self.filled as u64 == self.size_bytes {
+            // No chunk went out yet: the whole object is in the buffer.
+            self.digest = Some(match self.md5_batch {
+                Some(batch) if self.filled > 0 => {
+                    let buf = core::mem::replace(&mut self.buf, IoBuf::zeroed(0));
+                    let (buf, digest) = batch.digest(buf, self.filled).await;
+                    self.buf = buf;
+                    digest
+                }
+                _ => md5_lanes::digest(&self.buf.as_slice()[..self.filled]),
+            });
+        }
         let unwritten = self.keep_small()?;
         if unwritten.is_none() {
             self.write_buffered().await?;
             self.wait_in_flight().await?;
         }
-        let md5 = self.md5.finalize_reset().into();
+        let md5 = match self.digest {
+            Some(digest) => digest,
+            None => self.md5.finalize_reset().into(),
+        };
         let chunks = PendingChunks { space: self.pending.space, chunks: core::mem::take(&mut self.pending.chunks) };
         Ok(WrittenObject { chunks, size_bytes: self.size_bytes, md5, unwritten })
     }

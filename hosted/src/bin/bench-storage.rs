@@ -372,6 +372,54 @@ fn crc_rows(rows: &mut Vec<Row>, hardware: bool) {
     }
 }
 
+/// MD5 of many 4 KiB messages (the ETags of concurrent small PUTs): one at
+/// a time, and in SIMD lanes with each lane code this CPU runs.
+fn md5_rows(rows: &mut Vec<Row>) {
+    use hosted::md5::Md5Lanes;
+    use storage::md5_lanes::{Accelerated, digest_many_portable};
+    type Hashes<'a> = dyn Fn(&[&[u8]], &mut [[u8; 16]]) + 'a;
+    let block = content(16 * MIB as usize, 4);
+    let messages: Vec<&[u8]> = block.chunks(4096).collect();
+    let mut out = vec![[0u8; 16]; messages.len()];
+    let mut rate = |f: &Hashes| -> f64 {
+        median(
+            (0..RUNS)
+                .map(|_| {
+                    let start = Instant::now();
+                    f(std::hint::black_box(&messages), &mut out);
+                    std::hint::black_box(&out);
+                    block.len() as f64 / MIB as f64 / start.elapsed().as_secs_f64()
+                })
+                .collect(),
+        )
+    };
+    let one = rate(&digest_many_portable);
+    rows.push(Row::new("MD5 of 4 KiB messages, one at a time (md-5)", one, None, "MiB/s"));
+    let mut widths = vec![Md5Lanes::Sse2];
+    for (lanes, feature) in [
+        (Md5Lanes::Avx2, std::is_x86_feature_detected!("avx2")),
+        (Md5Lanes::Avx512, Md5Lanes::detect() == Md5Lanes::Avx512),
+    ] {
+        if feature {
+            widths.push(lanes);
+        }
+    }
+    for lanes in widths {
+        let Accelerated { lanes: width, digest } = lanes.accelerated();
+        let lanes_rate = rate(&|messages, out| {
+            for (group, out) in messages.chunks(width).zip(out.chunks_mut(width)) {
+                digest(group, out);
+            }
+        });
+        rows.push(Row::new(
+            format!("MD5 of 4 KiB messages, {width} at once ({lanes:?} lanes) vs one at a time"),
+            lanes_rate,
+            Some(one),
+            "MiB/s",
+        ));
+    }
+}
+
 /// `memcpy` of 64 MiB between two warm buffers, MiB/s.
 fn memcpy_rate() -> f64 {
     let source = content(64 * MIB as usize, 5);
@@ -462,6 +510,7 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path) {
     // Flush latency on a shared disk drifts: each round measures the
     // baseline right after the group-commit run, and the row shows medians.
     let (mut rates, mut baselines, mut batch_shapes) = (Vec::new(), Vec::new(), Vec::new());
+    let md5_before = store.md5_batch_counts();
     for round in 0..RUNS {
         let bucket = format!("group{round}");
         block_on(store.create_bucket(&bucket, "bench", 0)).expect("bucket");
@@ -500,6 +549,13 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path) {
         median(batch_shapes.iter().map(|shape| shape.1).collect()),
         None,
         "flushes",
+    ));
+    let md5_after = store.md5_batch_counts();
+    rows.push(Row::new(
+        format!("group commit, {writers} writers: objects per MD5 lane batch ({} lanes)", storage::md5_lanes::lanes()),
+        (md5_after.0 - md5_before.0) as f64 / (md5_after.1 - md5_before.1).max(1) as f64,
+        None,
+        "objects",
     ));
     drop(store);
     let _ = std::fs::remove_file(&image);
@@ -662,17 +718,24 @@ fn main() {
     // As rustcore-hosted does: large freed buffers stay in the process.
     hosted::memory::keep_freed_memory();
     let hardware = hosted::crc::install_hardware_crc32c();
+    // BENCH_MD5_LANES=off: one MD5 at a time, for an A/B of the same build.
+    if std::env::var("BENCH_MD5_LANES").as_deref() != Ok("off") {
+        hosted::md5::install_md5_lanes();
+    }
     let dir = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "target/bench-storage".into()));
     std::fs::create_dir_all(&dir).expect("bench dir");
     let direct = FileDisk::open(&dir.join("probe.img"), 4096, MIB).expect("probe").direct_io();
     let _ = std::fs::remove_file(dir.join("probe.img"));
-    // BENCH_ONLY=group,ram (say) runs some sections (crc, file, group, ram,
+    // BENCH_ONLY=group,ram (say) runs some sections (crc, md5, file, group, ram,
     // list, million): for profiling.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let run = |section: &str| only.is_empty() || only.split(',').any(|name| name == section);
     let mut rows = Vec::new();
     if run("crc") {
         crc_rows(&mut rows, hardware);
+    }
+    if run("md5") {
+        md5_rows(&mut rows);
     }
     if run("file") {
         file_rows(&mut rows, &dir);

@@ -197,6 +197,7 @@ fn main() -> ExitCode {
     hosted::crc::install_hardware_crc32c();
     // The one-pass AES-NI AES-GCM for TLS records (RustCrypto's otherwise).
     hosted::gcm::install_aes_gcm();
+    hosted::md5::install_md5_lanes();
     // Journal batches and write-backs reuse large buffers: keep them.
     hosted::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -7,3 +7,4 @@ pub mod crc;
 pub mod gcm;
 pub mod gdt;
 pub mod interrupts;
+pub mod md5;
