@@ -4,9 +4,9 @@
 //! network stack on a Linux TAP device.
 //!
 //! `unsafe` is confined to [`tap`] (the TUN ioctl and fd I/O), [`platform`]
-//! (eventfd and `ppoll`), [`crc`] and [`gcm`] (SSE4.2, AES-NI and PCLMULQDQ
-//! code behind a run-time CPU check) and [`memory`] (`mallopt`): this crate
-//! never goes into the image.
+//! (eventfd and `ppoll`), [`crc`], [`gcm`] and [`md5`] (SSE4.2, AES-NI,
+//! PCLMULQDQ, AVX2 and AVX-512 code behind a run-time CPU check) and
+//! [`memory`] (`mallopt`): this crate never goes into the image.
 
 #![deny(unsafe_code)]
 

@@ -22,11 +22,14 @@ impl Md5Lanes {
         }
     }
 
-    pub fn accelerated(self) -> Accelerated {
+    /// The lane code, if this CPU runs it (checked here, so that no safe caller can get a function
+    /// its CPU lacks the instructions for).
+    pub fn accelerated(self) -> Option<Accelerated> {
         match self {
-            Self::Avx512 => Accelerated { lanes: 16, digest: avx512 },
-            Self::Avx2 => Accelerated { lanes: 8, digest: avx2 },
-            Self::Sse2 => Accelerated { lanes: 4, digest: sse2 },
+            Self::Avx512 if std::is_x86_feature_detected!("avx512f") => Some(Accelerated { lanes: 16, digest: avx512 }),
+            Self::Avx2 if std::is_x86_feature_detected!("avx2") => Some(Accelerated { lanes: 8, digest: avx2 }),
+            Self::Sse2 => Some(Accelerated { lanes: 4, digest: sse2 }),
+            Self::Avx512 | Self::Avx2 => None,
         }
     }
 }
@@ -34,19 +37,21 @@ impl Md5Lanes {
 /// Installs the widest lane code this CPU runs; returns which.
 pub fn install_md5_lanes() -> Md5Lanes {
     let lanes = Md5Lanes::detect();
-    md5_lanes::install(lanes.accelerated());
+    if let Some(accelerated) = lanes.accelerated() {
+        md5_lanes::install(accelerated);
+    }
     lanes
 }
 
 fn avx512(messages: &[&[u8]], out: &mut [[u8; 16]]) {
-    // SAFETY: only `Md5Lanes::Avx512` hands this out, after the CPU reported AVX-512F, all the
-    // function is compiled for.
+    // SAFETY: only `Md5Lanes::accelerated` hands this out, after the CPU reported AVX-512F, all
+    // the function is compiled for.
     unsafe { x86::digest_avx512(messages, out) }
 }
 
 fn avx2(messages: &[&[u8]], out: &mut [[u8; 16]]) {
-    // SAFETY: only `Md5Lanes::Avx2` (or a CPU with AVX-512F, which implies it... not assumed:
-    // `detect` checked AVX2 itself) hands this out, after the CPU reported AVX2.
+    // SAFETY: only `Md5Lanes::accelerated` hands this out, after the CPU reported AVX2, all the
+    // function is compiled for.
     unsafe { x86::digest_avx2(messages, out) }
 }
 
@@ -62,13 +67,9 @@ mod tests {
 
     /// Every lane code this CPU runs (this machine has all three).
     fn all() -> Vec<Accelerated> {
-        let mut all = vec![Md5Lanes::Sse2.accelerated()];
-        if std::is_x86_feature_detected!("avx2") {
-            all.push(Md5Lanes::Avx2.accelerated());
-        }
-        if std::is_x86_feature_detected!("avx512f") {
-            all.push(Md5Lanes::Avx512.accelerated());
-        }
+        let all: Vec<Accelerated> =
+            [Md5Lanes::Sse2, Md5Lanes::Avx2, Md5Lanes::Avx512].into_iter().filter_map(Md5Lanes::accelerated).collect();
+        assert_eq!(all.len(), 3, "the machines this runs on have AVX2 and AVX-512");
         all
     }
 

@@ -29,6 +29,13 @@ use crate::block::IoBuf;
 /// The widest lane function there is (AVX-512: 16 × 32 bits).
 pub const MAX_LANES: usize = 16;
 
+/// [`Md5Batch`] hashes messages up to this size together; a larger one is
+/// hashed at once by its own task, and a leader takes at most
+/// [`BATCH_MAX_MESSAGES`]: one poll of the leader hashes at most 4 MiB, so a
+/// single-core executor is never held up for long by it.
+pub const BATCH_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+pub const BATCH_MAX_MESSAGES: usize = 64;
+
 /// MD5 of `messages` (at most the function's lane count), into `out`
 /// (the same length).
 pub type LanesFn = fn(messages: &[&[u8]], out: &mut [[u8; 16]]);
@@ -214,7 +221,7 @@ impl Future for BatchDigest<'_> {
         let this = &mut *self;
         let id = match core::mem::replace(&mut this.state, DigestState::Done) {
             DigestState::New(buf, len) => {
-                if lanes() < 2 {
+                if lanes() < 2 || len > BATCH_MAX_MESSAGE_BYTES {
                     // Nothing to gain from waiting for company.
                     let digest = digest(&buf.as_slice()[..len]);
                     return Poll::Ready((buf, digest));
@@ -223,8 +230,13 @@ impl Future for BatchDigest<'_> {
                 let id = inner.next_id;
                 inner.next_id += 1;
                 inner.jobs.push(Job { id, buf: Some(buf), len, digest: None, waker: Some(cx.waker().clone()) });
-                if inner.leader.is_none() {
+                let lead = inner.leader.is_none();
+                if lead {
                     inner.leader = Some(id);
+                }
+                drop(inner);
+                if lead {
+                    // Come back after the tasks already ready have queued.
                     cx.waker().wake_by_ref();
                 }
                 this.state = DigestState::Queued(id);
@@ -239,12 +251,17 @@ impl Future for BatchDigest<'_> {
         }
         match inner.leader {
             Some(leader) if leader == id => {
-                let queued: Vec<(u64, IoBuf, usize)> = inner
-                    .jobs
-                    .iter_mut()
-                    .filter(|job| job.digest.is_none())
-                    .filter_map(|job| job.buf.take().map(|buf| (job.id, buf, job.len)))
-                    .collect();
+                // The leader's own job first, then others up to the limit.
+                let mut queued: Vec<(u64, IoBuf, usize)> = Vec::with_capacity(BATCH_MAX_MESSAGES);
+                for job in inner.jobs.iter_mut().filter(|job| job.id == id) {
+                    queued.extend(job.buf.take().map(|buf| (job.id, buf, job.len)));
+                }
+                for job in inner.jobs.iter_mut().filter(|job| job.digest.is_none()) {
+                    if queued.len() == BATCH_MAX_MESSAGES {
+                        break;
+                    }
+                    queued.extend(job.buf.take().map(|buf| (job.id, buf, job.len)));
+                }
                 drop(inner);
                 let messages: Vec<&[u8]> = queued.iter().map(|(_, buf, len)| &buf.as_slice()[..*len]).collect();
                 let mut digests = alloc::vec![[0u8; 16]; messages.len()];
@@ -263,7 +280,8 @@ impl Future for BatchDigest<'_> {
                         wakers.extend(job.waker.take().filter(|_| job_id != id));
                     }
                 }
-                // Jobs queued while the lock was released get a new leader.
+                // Jobs beyond this batch, or queued while the lock was
+                // released, get a new leader.
                 let BatchInner { jobs, leader, .. } = &mut *inner;
                 if let Some(next) = jobs.iter_mut().find(|job| job.digest.is_none() && job.buf.is_some()) {
                     *leader = Some(next.id);
@@ -282,8 +300,9 @@ impl Future for BatchDigest<'_> {
                 Poll::Pending
             }
             None => {
-                // The leader went away before hashing: lead.
+                // No leader (it went away before hashing): lead.
                 inner.leader = Some(id);
+                drop(inner);
                 cx.waker().wake_by_ref();
                 this.state = DigestState::Queued(id);
                 Poll::Pending
@@ -305,9 +324,15 @@ impl Drop for BatchDigest<'_> {
         let mut inner = self.batch.inner.lock();
         inner.jobs.retain(|job| job.id != id);
         if inner.leader == Some(id) {
-            inner.leader = None;
-            // Someone still waiting takes over on its next poll.
-            let waker = inner.jobs.iter_mut().find(|job| job.digest.is_none()).and_then(|job| job.waker.take());
+            // The next one waiting leads (and passes it on in turn if it is
+            // dropped too before it runs).
+            let BatchInner { jobs, leader, .. } = &mut *inner;
+            *leader = None;
+            let mut waker = None;
+            if let Some(next) = jobs.iter_mut().find(|job| job.digest.is_none() && job.buf.is_some()) {
+                *leader = Some(next.id);
+                waker = next.waker.take();
+            }
             drop(inner);
             if let Some(waker) = waker {
                 waker.wake();
@@ -317,10 +342,12 @@ impl Drop for BatchDigest<'_> {
 }
 
 /// Initial MD5 state (RFC 1321 §3.3).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
 /// The messages of one lane group, served block by block with MD5's
 /// padding, as the transposed 32-bit words the lane code loads.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Lanes<'a, const W: usize> {
     messages: [&'a [u8]; W],
     /// The last one or two blocks of each message: its tail, 0x80, zeros
@@ -331,6 +358,7 @@ struct Lanes<'a, const W: usize> {
     most_blocks: usize,
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl<'a, const W: usize> Lanes<'a, W> {
     /// Lanes beyond `messages.len()` hash an empty message (and are dropped).
     fn new(messages: &[&'a [u8]]) -> Self {
@@ -385,6 +413,7 @@ impl<'a, const W: usize> Lanes<'a, W> {
 /// message words `m`, with the lane type's operations as the macros
 /// `add!`, `k!` (a constant in every lane), `rotl!`, `f!`, `g!`, `h!`, `i!`
 /// in scope where it is used.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_macros))]
 macro_rules! md5_block {
     ($m:ident, $a:ident, $b:ident, $c:ident, $d:ident) => {{
         let (mut a, mut b, mut c, mut d) = ($a, $b, $c, $d);
@@ -750,14 +779,73 @@ mod tests {
             } else {
                 (third, &wakes[2], &c, second, &wakes[1], &b)
             };
-        // It leads: yields once, then hashes both that are left.
-        assert!(poll(&mut next, next_wakes).is_pending());
+        // It leads: hashes both that are left when it runs.
         let Poll::Ready((_, md5)) = poll(&mut next, next_wakes) else { panic!("the new leader hashes") };
         assert_eq!(md5, digest(next_message));
         let Poll::Ready((_, md5)) = poll(&mut other, other_wakes) else { panic!("the other is done") };
         assert_eq!(md5, digest(other_message));
         assert_eq!(batch.counts(), (2, 1));
         assert!(batch.inner.lock().jobs.is_empty());
+    }
+
+    #[test]
+    fn a_lead_passed_to_a_follower_that_is_dropped_too_passes_on() {
+        lanes_on();
+        let batch = Md5Batch::new();
+        let (a, b, c) = (message(8), message(9), message(10));
+        let mut leader = Box::pin(batch.digest(IoBuf::from_slice(&a), a.len()));
+        let mut second = Box::pin(batch.digest(IoBuf::from_slice(&b), b.len()));
+        let mut third = Box::pin(batch.digest(IoBuf::from_slice(&c), c.len()));
+        let wakes: [Arc<Wakes>; 3] = Default::default();
+        assert!(poll(&mut leader, &wakes[0]).is_pending());
+        assert!(poll(&mut second, &wakes[1]).is_pending());
+        assert!(poll(&mut third, &wakes[2]).is_pending());
+        // The leader and the one it handed the lead to both go away.
+        drop(leader);
+        assert_eq!(wakes[1].0.load(Ordering::Relaxed), 1, "the first one waiting takes over");
+        drop(second);
+        assert_eq!(wakes[2].0.load(Ordering::Relaxed), 1, "and passes it on");
+        let Poll::Ready((_, md5)) = poll(&mut third, &wakes[2]) else { panic!("the last one hashes") };
+        assert_eq!(md5, digest(&c));
+        assert_eq!(batch.counts(), (1, 1));
+        assert!(batch.inner.lock().jobs.is_empty());
+    }
+
+    #[test]
+    fn a_leader_takes_at_most_the_limit_and_hands_on_the_rest() {
+        lanes_on();
+        let batch = Md5Batch::new();
+        let count = BATCH_MAX_MESSAGES + 10;
+        let messages: Vec<Vec<u8>> = (0..count).map(message).collect();
+        let mut futures: Vec<_> =
+            messages.iter().map(|m| Box::pin(batch.digest(IoBuf::from_slice(m), m.len()))).collect();
+        let wakes: Vec<Arc<Wakes>> = (0..count).map(|_| Arc::default()).collect();
+        let mut done = vec![false; count];
+        // Poll whoever was woken until all are done, like an executor.
+        for (future, wakes) in futures.iter_mut().zip(&wakes) {
+            assert!(poll(future, wakes).is_pending());
+        }
+        let mut seen = vec![0; count];
+        for _ in 0..4 {
+            for i in 0..count {
+                let woken = wakes[i].0.load(Ordering::Relaxed);
+                if done[i] || woken == seen[i] {
+                    continue;
+                }
+                seen[i] = woken;
+                if let Poll::Ready((_, md5)) = poll(&mut futures[i], &wakes[i]) {
+                    assert_eq!(md5, digest(&messages[i]));
+                    done[i] = true;
+                }
+            }
+        }
+        assert!(done.iter().all(|&d| d), "every digest delivered");
+        assert_eq!(batch.counts(), (count as u64, 2));
+        // A message above the batch limit is hashed at once, alone.
+        let big = vec![7u8; BATCH_MAX_MESSAGE_BYTES + 1];
+        let mut alone = Box::pin(batch.digest(IoBuf::from_slice(&big), big.len()));
+        let Poll::Ready((_, md5)) = poll(&mut alone, &wakes[0]) else { panic!("hashed at once") };
+        assert_eq!(md5, digest(&big));
     }
 
     #[test]

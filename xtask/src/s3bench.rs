@@ -525,6 +525,8 @@ fn ratio(rows: &[Measured], ours: &str, theirs: &str, workload: &str, clients: u
 /// plain HTTP (`--plain-port`), each with its own bucket-free store state.
 fn measure_hosted(state: &State, work: &Path, client: &Path, load: &Load) -> Result<Vec<Measured>> {
     let server = build_workspace_bin("hosted", "rustcore-hosted")?;
+    // S3BENCH_SERVER=PATH measures another build of the server (an A/B in one session).
+    let server = std::env::var_os("S3BENCH_SERVER").map(PathBuf::from).unwrap_or(server);
     let certificates = bootfs::ensure_certificates(state)?;
     let credentials = bootfs::ensure_credentials(state)?;
     // The admin key made by `ensure_credentials` is the only key the store

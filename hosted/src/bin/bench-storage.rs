@@ -395,17 +395,8 @@ fn md5_rows(rows: &mut Vec<Row>) {
     };
     let one = rate(&digest_many_portable);
     rows.push(Row::new("MD5 of 4 KiB messages, one at a time (md-5)", one, None, "MiB/s"));
-    let mut widths = vec![Md5Lanes::Sse2];
-    for (lanes, feature) in [
-        (Md5Lanes::Avx2, std::is_x86_feature_detected!("avx2")),
-        (Md5Lanes::Avx512, Md5Lanes::detect() == Md5Lanes::Avx512),
-    ] {
-        if feature {
-            widths.push(lanes);
-        }
-    }
-    for lanes in widths {
-        let Accelerated { lanes: width, digest } = lanes.accelerated();
+    for lanes in [Md5Lanes::Sse2, Md5Lanes::Avx2, Md5Lanes::Avx512] {
+        let Some(Accelerated { lanes: width, digest }) = lanes.accelerated() else { continue };
         let lanes_rate = rate(&|messages, out| {
             for (group, out) in messages.chunks(width).zip(out.chunks_mut(width)) {
                 digest(group, out);
