@@ -379,10 +379,7 @@ fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
     // Writers finishing together hash together, in "lanes" here computed by
     // the reference one at a time (the platforms test the SIMD code): cuts
     // then also land while a batch of hashes is pending.
-    storage::md5_lanes::install(storage::md5_lanes::Accelerated {
-        lanes: 4,
-        digest: storage::md5_lanes::digest_many_portable,
-    });
+    storage::md5_lanes::install(storage::md5_lanes::Accelerated { lanes: 4, run: storage::md5_lanes::run_portable });
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let tasks = if seed.is_multiple_of(2) { 1 } else { 3 };
     // A third of the seeds never turn versioning on.

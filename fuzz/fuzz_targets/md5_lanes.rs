@@ -1,5 +1,6 @@
 //! Differential: the widest MD5 lane code this CPU runs (as rustcore-hosted installs it) against
-//! one message at a time, on any number of messages of any lengths, hashed together.
+//! one message at a time, on any number of messages of any lengths, hashed together; and a stream
+//! fed the messages as pieces of one object.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -26,4 +27,9 @@ fuzz_target!(|data: &[u8]| {
     digest_many(&messages, &mut lanes);
     digest_many_portable(&messages, &mut one_at_a_time);
     assert_eq!(lanes, one_at_a_time);
+    let mut stream = storage::md5_lanes::Md5Stream::new();
+    for message in &messages {
+        stream.update(message);
+    }
+    assert_eq!(stream.finish(), storage::md5_lanes::digest(&messages.concat()));
 });

@@ -1,6 +1,6 @@
 //! The widest MD5 lane code the CPU runs behind `storage::md5_lanes` (checked at run time: the
 //! host build targets baseline x86-64).
-use storage::md5_lanes::{self, Accelerated, x86};
+use storage::md5_lanes::{self, Accelerated, LaneJob, x86};
 
 /// Which lane code a CPU gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +26,9 @@ impl Md5Lanes {
     /// its CPU lacks the instructions for).
     pub fn accelerated(self) -> Option<Accelerated> {
         match self {
-            Self::Avx512 if std::is_x86_feature_detected!("avx512f") => Some(Accelerated { lanes: 16, digest: avx512 }),
-            Self::Avx2 if std::is_x86_feature_detected!("avx2") => Some(Accelerated { lanes: 8, digest: avx2 }),
-            Self::Sse2 => Some(Accelerated { lanes: 4, digest: sse2 }),
+            Self::Avx512 if std::is_x86_feature_detected!("avx512f") => Some(Accelerated { lanes: 16, run: avx512 }),
+            Self::Avx2 if std::is_x86_feature_detected!("avx2") => Some(Accelerated { lanes: 8, run: avx2 }),
+            Self::Sse2 => Some(Accelerated { lanes: 4, run: sse2 }),
             Self::Avx512 | Self::Avx2 => None,
         }
     }
@@ -43,21 +43,21 @@ pub fn install_md5_lanes() -> Md5Lanes {
     lanes
 }
 
-fn avx512(messages: &[&[u8]], out: &mut [[u8; 16]]) {
+fn avx512(jobs: &mut [LaneJob<'_>]) {
     // SAFETY: only `Md5Lanes::accelerated` hands this out, after the CPU reported AVX-512F, all
     // the function is compiled for.
-    unsafe { x86::digest_avx512(messages, out) }
+    unsafe { x86::run_avx512(jobs) }
 }
 
-fn avx2(messages: &[&[u8]], out: &mut [[u8; 16]]) {
+fn avx2(jobs: &mut [LaneJob<'_>]) {
     // SAFETY: only `Md5Lanes::accelerated` hands this out, after the CPU reported AVX2, all the
     // function is compiled for.
-    unsafe { x86::digest_avx2(messages, out) }
+    unsafe { x86::run_avx2(jobs) }
 }
 
-fn sse2(messages: &[&[u8]], out: &mut [[u8; 16]]) {
+fn sse2(jobs: &mut [LaneJob<'_>]) {
     // SAFETY: SSE2 is part of x86-64, the only architecture this module is built for.
-    unsafe { x86::digest_sse2(messages, out) }
+    unsafe { x86::run_sse2(jobs) }
 }
 
 #[cfg(test)]
@@ -71,6 +71,39 @@ mod tests {
             [Md5Lanes::Sse2, Md5Lanes::Avx2, Md5Lanes::Avx512].into_iter().filter_map(Md5Lanes::accelerated).collect();
         assert_eq!(all.len(), 3, "the machines this runs on have AVX2 and AVX-512");
         all
+    }
+
+    /// MD5 of each message, all in one call of the lane code.
+    fn lanes_digest(accelerated: &Accelerated, messages: &[&[u8]], out: &mut [[u8; 16]]) {
+        let mut jobs: Vec<LaneJob<'_>> = messages.iter().map(|m| LaneJob::message(m)).collect();
+        (accelerated.run)(&mut jobs);
+        for (out, job) in out.iter_mut().zip(&jobs) {
+            *out = job.digest();
+        }
+    }
+
+    #[test]
+    fn lanes_continue_states_over_whole_blocks_as_one_at_a_time_does() {
+        use storage::md5_lanes::run_portable;
+        for accelerated in all() {
+            // Each lane continues its own state (a stream's, mid-object)
+            // over its own number of blocks, some over none.
+            let datas: Vec<Vec<u8>> =
+                (0..accelerated.lanes).map(|lane| bytes(lane as u64 + 7, lane * 64 * 3)).collect();
+            let blocks: Vec<&[[u8; 64]]> = datas.iter().map(|data| data.as_chunks::<64>().0).collect();
+            let states: Vec<[u32; 4]> = (0..accelerated.lanes)
+                .map(|lane| [lane as u32, 1 + lane as u32 * 3, 0xdead_beef, !(lane as u32)])
+                .collect();
+            let jobs: Vec<LaneJob<'_>> =
+                states.iter().zip(&blocks).map(|(state, blocks)| LaneJob::blocks(*state, blocks)).collect();
+            let mut lanes = jobs.clone();
+            let mut expected = jobs;
+            (accelerated.run)(&mut lanes);
+            run_portable(&mut expected);
+            let lanes: Vec<[u32; 4]> = lanes.iter().map(LaneJob::state).collect();
+            let expected: Vec<[u32; 4]> = expected.iter().map(LaneJob::state).collect();
+            assert_eq!(lanes, expected, "{} lanes", accelerated.lanes);
+        }
     }
 
     fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -109,7 +142,7 @@ mod tests {
                 let messages: Vec<&[u8]> =
                     (0..accelerated.lanes).map(|lane| suite[(lane + shift) % suite.len()].0).collect();
                 let mut out = vec![[0u8; 16]; messages.len()];
-                (accelerated.digest)(&messages, &mut out);
+                lanes_digest(&accelerated, &messages, &mut out);
                 for (lane, digest) in out.iter().enumerate() {
                     assert_eq!(hex(digest), suite[(lane + shift) % suite.len()].1, "{} lanes", accelerated.lanes);
                 }
@@ -129,7 +162,7 @@ mod tests {
                 let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
                 for count in [accelerated.lanes, 2, accelerated.lanes - 1] {
                     let mut out = vec![[0u8; 16]; count];
-                    (accelerated.digest)(&refs[..count], &mut out);
+                    lanes_digest(&accelerated, &refs[..count], &mut out);
                     for (message, got) in refs.iter().zip(&out) {
                         assert_eq!(*got, digest(message), "{} lanes, length {}", accelerated.lanes, len);
                     }
@@ -142,7 +175,7 @@ mod tests {
             let long = bytes(99, 200_000);
             refs[accelerated.lanes / 2] = &long;
             let mut out = vec![[0u8; 16]; refs.len()];
-            (accelerated.digest)(&refs, &mut out);
+            lanes_digest(&accelerated, &refs, &mut out);
             for (message, got) in refs.iter().zip(&out) {
                 assert_eq!(*got, digest(message));
             }

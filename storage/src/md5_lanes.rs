@@ -29,34 +29,65 @@ use crate::block::IoBuf;
 /// The widest lane function there is (AVX-512: 16 × 32 bits).
 pub const MAX_LANES: usize = 16;
 
-/// [`Md5Batch`] hashes messages up to this size together; a larger one is
-/// hashed at once by its own task, and a leader takes at most
-/// [`BATCH_MAX_MESSAGES`]: one poll of the leader hashes at most 4 MiB, so a
-/// single-core executor is never held up for long by it.
-pub const BATCH_MAX_MESSAGE_BYTES: usize = 64 * 1024;
-pub const BATCH_MAX_MESSAGES: usize = 64;
+/// [`Md5Batch`] takes jobs of up to this many bytes (a chunk); a leader
+/// takes at most [`BATCH_MAX_JOBS`], and no more bytes than its lanes hold
+/// chunks, so one poll of the leader hashes at most 16 MiB (AVX-512, ~5 ms)
+/// or 4 MiB (SSE2, ~4 ms): a single-core executor is not held up for long.
+pub const BATCH_MAX_JOB_BYTES: usize = 1024 * 1024;
+pub const BATCH_MAX_JOBS: usize = 64;
 
-/// MD5 of `messages` (at most the function's lane count), into `out`
-/// (the same length).
-pub type LanesFn = fn(messages: &[&[u8]], out: &mut [[u8; 16]]);
+/// One lane's work: continue `state` over `data`. A job that ends its
+/// message (`message_bytes` set) gets MD5's padding after `data`; one that
+/// does not covers whole 64-byte blocks only (the constructors see to it).
+#[derive(Clone, Copy, Debug)]
+pub struct LaneJob<'a> {
+    state: [u32; 4],
+    data: &'a [u8],
+    message_bytes: Option<u64>,
+}
+
+impl<'a> LaneJob<'a> {
+    /// The MD5 of all of `message`.
+    pub fn message(message: &'a [u8]) -> Self {
+        Self { state: INIT, data: message, message_bytes: Some(message.len() as u64) }
+    }
+
+    /// `state` continued over whole blocks.
+    pub fn blocks(state: [u32; 4], blocks: &'a [[u8; 64]]) -> Self {
+        Self { state, data: blocks.as_flattened(), message_bytes: None }
+    }
+
+    /// The state after the job ran.
+    pub fn state(&self) -> [u32; 4] {
+        self.state
+    }
+
+    /// The digest, once a job that ends its message ran.
+    pub fn digest(&self) -> [u8; 16] {
+        state_bytes(self.state)
+    }
+}
+
+/// Runs up to the function's lane count of jobs at once.
+pub type LanesFn = fn(jobs: &mut [LaneJob<'_>]);
 
 /// A lane function, installed by a platform.
 #[derive(Clone, Copy)]
 pub struct Accelerated {
     pub lanes: usize,
-    pub digest: LanesFn,
+    pub run: LanesFn,
 }
 
 static ACCELERATED: Once<Accelerated> = Once::new();
 
 /// Installs a lane implementation; the first call wins. It must compute
-/// what [`digest_many_portable`] does (the platforms' tests check).
+/// what [`run_portable`] does (the platforms' tests check).
 pub fn install(accelerated: Accelerated) {
     assert!((2..=MAX_LANES).contains(&accelerated.lanes), "lane count out of range");
     ACCELERATED.call_once(|| accelerated);
 }
 
-/// Lanes of the implementation in use (1: one message at a time).
+/// Lanes of the implementation in use (1: one job at a time).
 pub fn lanes() -> usize {
     match ACCELERATED.get() {
         Some(accelerated) => accelerated.lanes,
@@ -67,6 +98,48 @@ pub fn lanes() -> usize {
 /// MD5 of one message.
 pub fn digest(message: &[u8]) -> [u8; 16] {
     Md5::digest(message).into()
+}
+
+/// Runs each job on its own with the `md-5` crate's compression: the
+/// reference, and what a lone job costs.
+pub fn run_portable(jobs: &mut [LaneJob<'_>]) {
+    for job in jobs {
+        let (blocks, rest) = job.data.as_chunks::<64>();
+        compress(&mut job.state, blocks);
+        if let Some(total) = job.message_bytes {
+            let mut tail = [0u8; 128];
+            let count = padding(rest, total, &mut tail);
+            let (tail_blocks, _) = tail[..count * 64].as_chunks::<64>();
+            compress(&mut job.state, tail_blocks);
+        }
+    }
+}
+
+/// Runs `jobs`, as many at once as the CPU has lanes for.
+pub fn run(jobs: &mut [LaneJob<'_>]) {
+    let Some(&Accelerated { lanes: width, run: lanes_fn }) = ACCELERATED.get() else {
+        return run_portable(jobs);
+    };
+    if jobs.len() < 2 {
+        return run_portable(jobs);
+    }
+    // Lanes run until their longest job is done: jobs of similar length
+    // together waste the least.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_unstable_by_key(|&i| core::cmp::Reverse(jobs[i].data.len()));
+    let mut group: Vec<LaneJob<'_>> = Vec::with_capacity(width);
+    for indexes in order.chunks(width) {
+        group.clear();
+        group.extend(indexes.iter().map(|&i| jobs[i]));
+        if group.len() == 1 {
+            run_portable(&mut group);
+        } else {
+            lanes_fn(&mut group);
+        }
+        for (&i, job) in indexes.iter().zip(&group) {
+            jobs[i].state = job.state;
+        }
+    }
 }
 
 /// MD5 of each message, one at a time: the reference.
@@ -80,29 +153,99 @@ pub fn digest_many_portable(messages: &[&[u8]], out: &mut [[u8; 16]]) {
 /// as the CPU has lanes for.
 pub fn digest_many(messages: &[&[u8]], out: &mut [[u8; 16]]) {
     assert_eq!(messages.len(), out.len(), "one digest per message");
-    let Some(&Accelerated { lanes: width, digest: lanes_fn }) = ACCELERATED.get() else {
-        return digest_many_portable(messages, out);
-    };
-    if messages.len() < 2 {
-        return digest_many_portable(messages, out);
+    let mut jobs: Vec<LaneJob<'_>> = messages.iter().map(|message| LaneJob::message(message)).collect();
+    run(&mut jobs);
+    for (out, job) in out.iter_mut().zip(&jobs) {
+        *out = job.digest();
     }
-    // Lanes run until their longest message is done: hashing messages of
-    // similar length together wastes the least.
-    let mut order: Vec<usize> = (0..messages.len()).collect();
-    order.sort_unstable_by_key(|&i| core::cmp::Reverse(messages[i].len()));
-    let mut group: Vec<&[u8]> = Vec::with_capacity(width);
-    let mut digests = [[0u8; 16]; MAX_LANES];
-    for indexes in order.chunks(width) {
-        if indexes.len() == 1 {
-            out[indexes[0]] = digest(messages[indexes[0]]);
-            continue;
+}
+
+fn compress(state: &mut [u32; 4], blocks: &[[u8; 64]]) {
+    md5::block_api::compress(state, blocks);
+}
+
+fn state_bytes(state: [u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (bytes, word) in out.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_le_bytes());
+    }
+    out
+}
+
+/// An MD5 fed piece by piece, whose whole blocks can be hashed elsewhere
+/// (in lanes, beside other streams' blocks): [`Md5Stream::split`] takes a
+/// piece, finishes a partial block with its head and says which whole
+/// blocks are left; the caller runs them and hands back the state, then the
+/// piece's last bytes wait for the next one.
+#[derive(Clone, Debug)]
+pub struct Md5Stream {
+    state: [u32; 4],
+    bytes: u64,
+    partial: [u8; 64],
+    partial_len: usize,
+}
+
+impl Default for Md5Stream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Md5Stream {
+    pub fn new() -> Self {
+        Self { state: INIT, bytes: 0, partial: [0; 64], partial_len: 0 }
+    }
+
+    /// Takes `data`; returns the range of it that is whole blocks still to
+    /// hash (continuing [`Md5Stream::state`], then [`Md5Stream::set_state`])
+    /// before [`Md5Stream::keep`] of the rest.
+    pub fn split(&mut self, data: &[u8]) -> core::ops::Range<usize> {
+        self.bytes += data.len() as u64;
+        let mut at = 0;
+        if self.partial_len > 0 {
+            let take = (64 - self.partial_len).min(data.len());
+            self.partial[self.partial_len..self.partial_len + take].copy_from_slice(&data[..take]);
+            self.partial_len += take;
+            at = take;
+            if self.partial_len < 64 {
+                return at..at;
+            }
+            compress(&mut self.state, &[self.partial]);
+            self.partial_len = 0;
         }
-        group.clear();
-        group.extend(indexes.iter().map(|&i| messages[i]));
-        lanes_fn(&group, &mut digests[..group.len()]);
-        for (&i, digest) in indexes.iter().zip(&digests) {
-            out[i] = *digest;
-        }
+        let whole = (data.len() - at) / 64 * 64;
+        at..at + whole
+    }
+
+    /// The bytes after the range [`Md5Stream::split`] returned (fewer than 64).
+    pub fn keep(&mut self, rest: &[u8]) {
+        debug_assert!(self.partial_len + rest.len() < 64);
+        let take = rest.len().min(64 - self.partial_len);
+        self.partial[self.partial_len..self.partial_len + take].copy_from_slice(&rest[..take]);
+        self.partial_len += take;
+    }
+
+    pub fn state(&self) -> [u32; 4] {
+        self.state
+    }
+
+    pub fn set_state(&mut self, state: [u32; 4]) {
+        self.state = state;
+    }
+
+    /// Takes `data`, hashing its blocks here.
+    pub fn update(&mut self, data: &[u8]) {
+        let whole = self.split(data);
+        let (blocks, _) = data[whole.clone()].as_chunks::<64>();
+        compress(&mut self.state, blocks);
+        self.keep(&data[whole.end..]);
+    }
+
+    pub fn finish(self) -> [u8; 16] {
+        let mut job =
+            LaneJob { state: self.state, data: &self.partial[..self.partial_len], message_bytes: Some(self.bytes) };
+        run_portable(core::slice::from_mut(&mut job));
+        job.digest()
     }
 }
 
@@ -127,8 +270,7 @@ pub fn compare(accelerated: &Accelerated, now_ns: &dyn Fn() -> u64) -> LanesComp
     const BUDGET_NS: u64 = 2_000_000;
     let lanes = accelerated.lanes.clamp(1, MAX_LANES);
     let data: Vec<u8> = (0..lanes * MESSAGE_BYTES).map(|i| (i % 251) as u8).collect();
-    let messages: Vec<&[u8]> = data.chunks(MESSAGE_BYTES).collect();
-    let mut out = [[0u8; 16]; MAX_LANES];
+    let jobs: Vec<LaneJob<'_>> = data.chunks(MESSAGE_BYTES).map(LaneJob::message).collect();
     let rate = |step: &mut dyn FnMut()| {
         step();
         let start = now_ns();
@@ -143,22 +285,21 @@ pub fn compare(accelerated: &Accelerated, now_ns: &dyn Fn() -> u64) -> LanesComp
     };
     let mut comparison = LanesComparison { lanes_mb_s: 0, one_at_a_time_mb_s: 0 };
     for _ in 0..2 {
-        comparison.lanes_mb_s += rate(&mut || (accelerated.digest)(&messages, &mut out[..lanes])) / 2;
-        comparison.one_at_a_time_mb_s += rate(&mut || digest_many_portable(&messages, &mut out[..lanes])) / 2;
+        comparison.lanes_mb_s += rate(&mut || (accelerated.run)(core::hint::black_box(&mut jobs.clone()))) / 2;
+        comparison.one_at_a_time_mb_s += rate(&mut || run_portable(core::hint::black_box(&mut jobs.clone()))) / 2;
     }
-    core::hint::black_box(&out);
     comparison
 }
 
-/// Gathers the MD5s wanted in one pass of the executor and computes them in
-/// lanes together: each writer hands over its buffer and gets it back with
-/// the digest.
+/// Gathers the hashing wanted in one pass of the executor and runs it in
+/// lanes together: each writer hands over its buffer (with a range of it and
+/// where its MD5 stands) and gets it back with the new state.
 ///
 /// The first writer to ask leads: it queues its buffer, wakes itself and
 /// yields, so every task the executor runs before it comes back can queue
 /// too (after a group commit wakes its batch, that is all of them); then it
-/// hashes whatever is queued and wakes the others. A lone writer pays one
-/// extra poll. A leader dropped before its second poll passes the lead on.
+/// hashes what is queued and wakes the others. A lone writer pays one extra
+/// poll. A leader dropped before its second poll hands the lead on.
 #[derive(Default)]
 pub struct Md5Batch {
     inner: Mutex<BatchInner>,
@@ -169,8 +310,8 @@ struct BatchInner {
     jobs: Vec<Job>,
     next_id: u64,
     leader: Option<u64>,
-    /// Digests computed and lane calls made (for tests and metrics).
-    digests: u64,
+    /// Jobs run and leader passes that ran them (for tests and metrics).
+    jobs_run: u64,
     calls: u64,
 }
 
@@ -178,8 +319,11 @@ struct Job {
     id: u64,
     /// `None` while the leader hashes it (or once it is done and taken).
     buf: Option<IoBuf>,
-    len: usize,
-    digest: Option<[u8; 16]>,
+    range: core::ops::Range<usize>,
+    state: [u32; 4],
+    /// Set for a job that ends its message (padding follows).
+    message_bytes: Option<u64>,
+    done: bool,
     waker: Option<Waker>,
 }
 
@@ -190,46 +334,74 @@ impl Md5Batch {
 
     /// MD5 of `buf[..len]`, computed with those asked for in the same pass;
     /// the buffer comes back with it.
-    pub fn digest(&self, buf: IoBuf, len: usize) -> BatchDigest<'_> {
-        assert!(len <= buf.len(), "digest of more bytes than the buffer holds");
-        BatchDigest { batch: self, state: DigestState::New(buf, len) }
+    pub async fn digest(&self, buf: IoBuf, len: usize) -> (IoBuf, [u8; 16]) {
+        let len = len.min(buf.len());
+        let (buf, state) = self.hash(buf, 0..len, INIT, Some(len as u64)).await;
+        (buf, state_bytes(state))
     }
 
-    /// (digests computed, batches they were computed in).
+    /// Continues `stream` over `buf[range]`; the buffer comes back.
+    pub async fn update(&self, stream: &mut Md5Stream, buf: IoBuf, range: core::ops::Range<usize>) -> IoBuf {
+        let range = range.start.min(buf.len())..range.end.min(buf.len());
+        let whole = stream.split(&buf.as_slice()[range.clone()]);
+        let whole = range.start + whole.start..range.start + whole.end;
+        let (buf, state) = self.hash(buf, whole.clone(), stream.state(), None).await;
+        stream.set_state(state);
+        stream.keep(&buf.as_slice()[whole.end..range.end]);
+        buf
+    }
+
+    fn hash(
+        &self,
+        buf: IoBuf,
+        range: core::ops::Range<usize>,
+        state: [u32; 4],
+        message_bytes: Option<u64>,
+    ) -> BatchHash<'_> {
+        BatchHash {
+            batch: self,
+            state: HashState::New(Job { id: 0, buf: Some(buf), range, state, message_bytes, done: false, waker: None }),
+        }
+    }
+
+    /// (jobs run, leader passes that ran them).
     pub fn counts(&self) -> (u64, u64) {
         let inner = self.inner.lock();
-        (inner.digests, inner.calls)
+        (inner.jobs_run, inner.calls)
     }
 }
 
-/// The future of [`Md5Batch::digest`].
-pub struct BatchDigest<'a> {
+/// The future of one job of an [`Md5Batch`].
+struct BatchHash<'a> {
     batch: &'a Md5Batch,
-    state: DigestState,
+    state: HashState,
 }
 
-enum DigestState {
-    New(IoBuf, usize),
+enum HashState {
+    New(Job),
     Queued(u64),
     Done,
 }
 
-impl Future for BatchDigest<'_> {
-    type Output = (IoBuf, [u8; 16]);
+impl Future for BatchHash<'_> {
+    type Output = (IoBuf, [u32; 4]);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let id = match core::mem::replace(&mut this.state, DigestState::Done) {
-            DigestState::New(buf, len) => {
-                if lanes() < 2 || len > BATCH_MAX_MESSAGE_BYTES {
+        let id = match core::mem::replace(&mut this.state, HashState::Done) {
+            HashState::New(mut job) => {
+                let Some(buf) = job.buf.take() else { unreachable!("a new job has its buffer") };
+                if lanes() < 2 || job.range.len() > BATCH_MAX_JOB_BYTES {
                     // Nothing to gain from waiting for company.
-                    let digest = digest(&buf.as_slice()[..len]);
-                    return Poll::Ready((buf, digest));
+                    let mut lane_job = lane_job(&buf, &job);
+                    run_portable(core::slice::from_mut(&mut lane_job));
+                    let state = lane_job.state;
+                    return Poll::Ready((buf, state));
                 }
                 let mut inner = this.batch.inner.lock();
                 let id = inner.next_id;
                 inner.next_id += 1;
-                inner.jobs.push(Job { id, buf: Some(buf), len, digest: None, waker: Some(cx.waker().clone()) });
+                inner.jobs.push(Job { id, buf: Some(buf), waker: Some(cx.waker().clone()), ..job });
                 let lead = inner.leader.is_none();
                 if lead {
                     inner.leader = Some(id);
@@ -239,11 +411,11 @@ impl Future for BatchDigest<'_> {
                     // Come back after the tasks already ready have queued.
                     cx.waker().wake_by_ref();
                 }
-                this.state = DigestState::Queued(id);
+                this.state = HashState::Queued(id);
                 return Poll::Pending;
             }
-            DigestState::Queued(id) => id,
-            DigestState::Done => panic!("BatchDigest polled after completion"),
+            HashState::Queued(id) => id,
+            HashState::Done => panic!("BatchHash polled after completion"),
         };
         let mut inner = this.batch.inner.lock();
         if let Some(done) = take_done(&mut inner, id) {
@@ -251,39 +423,61 @@ impl Future for BatchDigest<'_> {
         }
         match inner.leader {
             Some(leader) if leader == id => {
-                // The leader's own job first, then others up to the limit.
-                let mut queued: Vec<(u64, IoBuf, usize)> = Vec::with_capacity(BATCH_MAX_MESSAGES);
-                for job in inner.jobs.iter_mut().filter(|job| job.id == id) {
-                    queued.extend(job.buf.take().map(|buf| (job.id, buf, job.len)));
-                }
-                for job in inner.jobs.iter_mut().filter(|job| job.digest.is_none()) {
-                    if queued.len() == BATCH_MAX_MESSAGES {
+                // The leader's own job first, then others up to the limits.
+                let byte_limit = lanes().max(1) * BATCH_MAX_JOB_BYTES;
+                let mut taken: Vec<(u64, IoBuf)> = Vec::with_capacity(BATCH_MAX_JOBS);
+                let mut bytes = 0;
+                let order = inner.jobs.iter().position(|job| job.id == id).into_iter().chain(0..inner.jobs.len());
+                let order: Vec<usize> = order.collect();
+                for index in order {
+                    let job = &mut inner.jobs[index];
+                    if job.done || job.buf.is_none() {
+                        continue;
+                    }
+                    if taken.len() == BATCH_MAX_JOBS || (!taken.is_empty() && bytes + job.range.len() > byte_limit) {
                         break;
                     }
-                    queued.extend(job.buf.take().map(|buf| (job.id, buf, job.len)));
+                    bytes += job.range.len();
+                    taken.extend(job.buf.take().map(|buf| (job.id, buf)));
                 }
+                let specs: Vec<(core::ops::Range<usize>, [u32; 4], Option<u64>)> = taken
+                    .iter()
+                    .map(|(job_id, _)| {
+                        let job = inner.jobs.iter().find(|job| job.id == *job_id).expect("a taken job is queued");
+                        (job.range.clone(), job.state, job.message_bytes)
+                    })
+                    .collect();
                 drop(inner);
-                let messages: Vec<&[u8]> = queued.iter().map(|(_, buf, len)| &buf.as_slice()[..*len]).collect();
-                let mut digests = alloc::vec![[0u8; 16]; messages.len()];
-                digest_many(&messages, &mut digests);
-                drop(messages);
-                let mut wakers = Vec::with_capacity(queued.len());
+                let mut lane_jobs: Vec<LaneJob<'_>> = taken
+                    .iter()
+                    .zip(&specs)
+                    .map(|((_, buf), (range, state, message_bytes))| LaneJob {
+                        state: *state,
+                        data: &buf.as_slice()[range.clone()],
+                        message_bytes: *message_bytes,
+                    })
+                    .collect();
+                run(&mut lane_jobs);
+                let states: Vec<[u32; 4]> = lane_jobs.iter().map(LaneJob::state).collect();
+                drop(lane_jobs);
+                let mut wakers = Vec::with_capacity(taken.len());
                 let mut inner = this.batch.inner.lock();
-                inner.digests += queued.len() as u64;
+                inner.jobs_run += taken.len() as u64;
                 inner.calls += 1;
                 inner.leader = None;
-                for ((job_id, buf, _), digest) in queued.into_iter().zip(digests) {
+                for ((job_id, buf), state) in taken.into_iter().zip(states) {
                     // A job dropped meanwhile (only possible across threads) is gone.
                     if let Some(job) = inner.jobs.iter_mut().find(|job| job.id == job_id) {
                         job.buf = Some(buf);
-                        job.digest = Some(digest);
+                        job.state = state;
+                        job.done = true;
                         wakers.extend(job.waker.take().filter(|_| job_id != id));
                     }
                 }
-                // Jobs beyond this batch, or queued while the lock was
+                // Jobs beyond this pass, or queued while the lock was
                 // released, get a new leader.
                 let BatchInner { jobs, leader, .. } = &mut *inner;
-                if let Some(next) = jobs.iter_mut().find(|job| job.digest.is_none() && job.buf.is_some()) {
+                if let Some(next) = jobs.iter_mut().find(|job| !job.done && job.buf.is_some()) {
                     *leader = Some(next.id);
                     wakers.extend(next.waker.take());
                 }
@@ -296,7 +490,7 @@ impl Future for BatchDigest<'_> {
                 if let Some(job) = inner.jobs.iter_mut().find(|job| job.id == id) {
                     job.waker = Some(cx.waker().clone());
                 }
-                this.state = DigestState::Queued(id);
+                this.state = HashState::Queued(id);
                 Poll::Pending
             }
             None => {
@@ -304,23 +498,28 @@ impl Future for BatchDigest<'_> {
                 inner.leader = Some(id);
                 drop(inner);
                 cx.waker().wake_by_ref();
-                this.state = DigestState::Queued(id);
+                this.state = HashState::Queued(id);
                 Poll::Pending
             }
         }
     }
 }
 
-/// Removes job `id` if its digest is there.
-fn take_done(inner: &mut BatchInner, id: u64) -> Option<(IoBuf, [u8; 16])> {
-    let index = inner.jobs.iter().position(|job| job.id == id && job.digest.is_some() && job.buf.is_some())?;
-    let job = inner.jobs.swap_remove(index);
-    Some((job.buf?, job.digest?))
+/// The lane job of a queued job whose buffer is `buf`.
+fn lane_job<'b>(buf: &'b IoBuf, job: &Job) -> LaneJob<'b> {
+    LaneJob { state: job.state, data: &buf.as_slice()[job.range.clone()], message_bytes: job.message_bytes }
 }
 
-impl Drop for BatchDigest<'_> {
+/// Removes job `id` if it is done.
+fn take_done(inner: &mut BatchInner, id: u64) -> Option<(IoBuf, [u32; 4])> {
+    let index = inner.jobs.iter().position(|job| job.id == id && job.done && job.buf.is_some())?;
+    let job = inner.jobs.swap_remove(index);
+    Some((job.buf?, job.state))
+}
+
+impl Drop for BatchHash<'_> {
     fn drop(&mut self) {
-        let DigestState::Queued(id) = self.state else { return };
+        let HashState::Queued(id) = self.state else { return };
         let mut inner = self.batch.inner.lock();
         inner.jobs.retain(|job| job.id != id);
         if inner.leader == Some(id) {
@@ -329,7 +528,7 @@ impl Drop for BatchDigest<'_> {
             let BatchInner { jobs, leader, .. } = &mut *inner;
             *leader = None;
             let mut waker = None;
-            if let Some(next) = jobs.iter_mut().find(|job| job.digest.is_none() && job.buf.is_some()) {
+            if let Some(next) = jobs.iter_mut().find(|job| !job.done && job.buf.is_some()) {
                 *leader = Some(next.id);
                 waker = next.waker.take();
             }
@@ -345,13 +544,15 @@ impl Drop for BatchDigest<'_> {
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
-/// The messages of one lane group, served block by block with MD5's
-/// padding, as the transposed 32-bit words the lane code loads.
+/// The jobs of one lane group, served block by block (with MD5's padding
+/// where a job ends a message), as the transposed 32-bit words the lane code
+/// loads.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Lanes<'a, const W: usize> {
-    messages: [&'a [u8]; W],
-    /// The last one or two blocks of each message: its tail, 0x80, zeros
-    /// and the length in bits.
+    data: [&'a [u8]; W],
+    states: [[u32; 4]; W],
+    /// The last one or two blocks of a job that ends its message: its
+    /// tail, 0x80, zeros and the message's length in bits.
     tails: [[u8; 128]; W],
     full_blocks: [usize; W],
     blocks: [usize; W],
@@ -360,24 +561,25 @@ struct Lanes<'a, const W: usize> {
 
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl<'a, const W: usize> Lanes<'a, W> {
-    /// Lanes beyond `messages.len()` hash an empty message (and are dropped).
-    fn new(messages: &[&'a [u8]]) -> Self {
-        assert!(messages.len() <= W, "more messages than lanes");
-        let mut lanes =
-            Self { messages: [&[]; W], tails: [[0; 128]; W], full_blocks: [0; W], blocks: [0; W], most_blocks: 0 };
-        for (lane, message) in messages.iter().enumerate() {
-            lanes.messages[lane] = message;
-        }
-        for lane in 0..W {
-            let message = lanes.messages[lane];
-            let full = message.len() / 64;
-            let rest = &message[full * 64..];
-            let tail = &mut lanes.tails[lane];
-            tail[..rest.len()].copy_from_slice(rest);
-            tail[rest.len()] = 0x80;
-            let tail_blocks = if rest.len() + 9 <= 64 { 1 } else { 2 };
-            let bits = (message.len() as u64).wrapping_mul(8);
-            tail[tail_blocks * 64 - 8..tail_blocks * 64].copy_from_slice(&bits.to_le_bytes());
+    /// Lanes beyond `jobs.len()` have no block (and are dropped).
+    fn new(jobs: &[LaneJob<'a>]) -> Self {
+        assert!(jobs.len() <= W, "more jobs than lanes");
+        let mut lanes = Self {
+            data: [&[]; W],
+            states: [[0; 4]; W],
+            tails: [[0; 128]; W],
+            full_blocks: [0; W],
+            blocks: [0; W],
+            most_blocks: 0,
+        };
+        for (lane, job) in jobs.iter().enumerate() {
+            lanes.data[lane] = job.data;
+            lanes.states[lane] = job.state;
+            let full = job.data.len() / 64;
+            let tail_blocks = match job.message_bytes {
+                None => 0,
+                Some(total) => padding(&job.data[full * 64..], total, &mut lanes.tails[lane]),
+            };
             lanes.full_blocks[lane] = full;
             lanes.blocks[lane] = full + tail_blocks;
             lanes.most_blocks = lanes.most_blocks.max(full + tail_blocks);
@@ -385,12 +587,23 @@ impl<'a, const W: usize> Lanes<'a, W> {
         lanes
     }
 
+    /// The lanes' starting states, transposed: `[A of every lane, B, C, D]`.
+    fn states(&self) -> [[u32; W]; 4] {
+        let mut words = [[0; W]; 4];
+        for (lane, state) in self.states.iter().enumerate() {
+            for (word, value) in words.iter_mut().zip(state) {
+                word[lane] = *value;
+            }
+        }
+        words
+    }
+
     /// Block `index` of every lane as 16 words × W lanes, and which lanes
     /// still have a block there (all ones) or are done (zero).
     fn block(&self, index: usize, words: &mut [[u32; W]; 16], active: &mut [u32; W]) {
         for lane in 0..W {
             let block: &[u8] = if index < self.full_blocks[lane] {
-                &self.messages[lane][index * 64..index * 64 + 64]
+                &self.data[lane][index * 64..index * 64 + 64]
             } else if index < self.blocks[lane] {
                 let at = (index - self.full_blocks[lane]) * 64;
                 &self.tails[lane][at..at + 64]
@@ -407,6 +620,17 @@ impl<'a, const W: usize> Lanes<'a, W> {
             }
         }
     }
+}
+
+/// Writes into `tail` the last blocks of a message of `total` bytes whose
+/// last `rest.len()` (< 64) bytes are `rest`: them, 0x80, zeros and the
+/// length in bits (RFC 1321 §3.1–3.2); returns how many blocks (1 or 2).
+fn padding(rest: &[u8], total: u64, tail: &mut [u8; 128]) -> usize {
+    tail[..rest.len()].copy_from_slice(rest);
+    tail[rest.len()] = 0x80;
+    let blocks = if rest.len() + 9 <= 64 { 1 } else { 2 };
+    tail[blocks * 64 - 8..blocks * 64].copy_from_slice(&total.wrapping_mul(8).to_le_bytes());
+    blocks
 }
 
 /// The 64 steps of one MD5 block (RFC 1321 §3.4) over vectors `a..d` and
@@ -496,15 +720,15 @@ pub mod x86 {
 
     use core::arch::x86_64::*;
 
-    use super::{INIT, Lanes};
+    use super::{LaneJob, Lanes};
 
-    /// MD5 of up to 4 messages. SSE2 is part of x86_64, but calling a
+    /// Runs up to 4 jobs. SSE2 is part of x86_64, but calling a
     /// target-feature function is `unsafe` all the same.
     ///
     /// # Safety
     /// Only on a CPU with SSE2 (every x86_64).
     #[target_feature(enable = "sse2")]
-    pub fn digest_sse2(messages: &[&[u8]], out: &mut [[u8; 16]]) {
+    pub fn run_sse2(jobs: &mut [LaneJob<'_>]) {
         macro_rules! add {
             ($x:expr, $y:expr) => {
                 _mm_add_epi32($x, $y)
@@ -542,8 +766,8 @@ pub mod x86 {
                 _mm_xor_si128($y, _mm_or_si128($x, _mm_andnot_si128($z, _mm_set1_epi32(-1))))
             };
         }
-        let lanes = Lanes::<4>::new(messages);
-        let mut state: [__m128i; 4] = INIT.map(|word| _mm_set1_epi32(word as i32));
+        let lanes = Lanes::<4>::new(jobs);
+        let mut state: [__m128i; 4] = bytemuck::cast(lanes.states());
         let mut words = [[0u32; 4]; 16];
         let mut active = [0u32; 4];
         for index in 0..lanes.most_blocks {
@@ -558,15 +782,15 @@ pub mod x86 {
             state = [select(a, a0), select(b, b0), select(c, c0), select(d, d0)];
         }
         let words: [[u32; 4]; 4] = bytemuck::cast(state);
-        super::store(&words, out);
+        super::store(&words, jobs);
     }
 
-    /// MD5 of up to 8 messages.
+    /// Runs up to 8 jobs.
     ///
     /// # Safety
     /// Only on a CPU with AVX2.
     #[target_feature(enable = "avx2")]
-    pub fn digest_avx2(messages: &[&[u8]], out: &mut [[u8; 16]]) {
+    pub fn run_avx2(jobs: &mut [LaneJob<'_>]) {
         macro_rules! add {
             ($x:expr, $y:expr) => {
                 _mm256_add_epi32($x, $y)
@@ -603,8 +827,8 @@ pub mod x86 {
                 _mm256_xor_si256($y, _mm256_or_si256($x, _mm256_andnot_si256($z, _mm256_set1_epi32(-1))))
             };
         }
-        let lanes = Lanes::<8>::new(messages);
-        let mut state: [__m256i; 4] = INIT.map(|word| _mm256_set1_epi32(word as i32));
+        let lanes = Lanes::<8>::new(jobs);
+        let mut state: [__m256i; 4] = bytemuck::cast(lanes.states());
         let mut words = [[0u32; 8]; 16];
         let mut active = [0u32; 8];
         for index in 0..lanes.most_blocks {
@@ -617,15 +841,15 @@ pub mod x86 {
             state = [select(a, a0), select(b, b0), select(c, c0), select(d, d0)];
         }
         let words: [[u32; 8]; 4] = bytemuck::cast(state);
-        super::store(&words, out);
+        super::store(&words, jobs);
     }
 
-    /// MD5 of up to 16 messages.
+    /// Runs up to 16 jobs.
     ///
     /// # Safety
     /// Only on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub fn digest_avx512(messages: &[&[u8]], out: &mut [[u8; 16]]) {
+    pub fn run_avx512(jobs: &mut [LaneJob<'_>]) {
         macro_rules! add {
             ($x:expr, $y:expr) => {
                 _mm512_add_epi32($x, $y)
@@ -663,8 +887,8 @@ pub mod x86 {
                 _mm512_ternarylogic_epi32::<0x39>($x, $y, $z)
             };
         }
-        let lanes = Lanes::<16>::new(messages);
-        let mut state: [__m512i; 4] = INIT.map(|word| _mm512_set1_epi32(word as i32));
+        let lanes = Lanes::<16>::new(jobs);
+        let mut state: [__m512i; 4] = bytemuck::cast(lanes.states());
         let mut words = [[0u32; 16]; 16];
         let mut active = [0u32; 16];
         for index in 0..lanes.most_blocks {
@@ -680,18 +904,15 @@ pub mod x86 {
             state = [select(a, a0), select(b, b0), select(c, c0), select(d, d0)];
         }
         let words: [[u32; 16]; 4] = bytemuck::cast(state);
-        super::store(&words, out);
+        super::store(&words, jobs);
     }
 }
 
-/// Lane `l` of `words[0..4]` is message `l`'s state A, B, C, D: its digest
-/// is those words little-endian.
+/// Lane `l` of `words[0..4]` is job `l`'s new state A, B, C, D.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn store<const W: usize>(words: &[[u32; W]; 4], out: &mut [[u8; 16]]) {
-    for (lane, out) in out.iter_mut().enumerate() {
-        for (word, bytes) in words.iter().zip(out.chunks_exact_mut(4)) {
-            bytes.copy_from_slice(&word[lane].to_le_bytes());
-        }
+fn store<const W: usize>(words: &[[u32; W]; 4], jobs: &mut [LaneJob<'_>]) {
+    for (lane, job) in jobs.iter_mut().enumerate() {
+        job.state = [words[0][lane], words[1][lane], words[2][lane], words[3][lane]];
     }
 }
 
@@ -707,7 +928,7 @@ mod tests {
     /// Batching needs lanes; the reference function posing as four of them
     /// exercises the batch logic (the platforms test the real lane code).
     fn lanes_on() {
-        install(Accelerated { lanes: 4, digest: digest_many_portable });
+        install(Accelerated { lanes: 4, run: run_portable });
     }
 
     #[derive(Default)]
@@ -815,7 +1036,7 @@ mod tests {
     fn a_leader_takes_at_most_the_limit_and_hands_on_the_rest() {
         lanes_on();
         let batch = Md5Batch::new();
-        let count = BATCH_MAX_MESSAGES + 10;
+        let count = BATCH_MAX_JOBS + 10;
         let messages: Vec<Vec<u8>> = (0..count).map(message).collect();
         let mut futures: Vec<_> =
             messages.iter().map(|m| Box::pin(batch.digest(IoBuf::from_slice(m), m.len()))).collect();
@@ -842,10 +1063,61 @@ mod tests {
         assert!(done.iter().all(|&d| d), "every digest delivered");
         assert_eq!(batch.counts(), (count as u64, 2));
         // A message above the batch limit is hashed at once, alone.
-        let big = vec![7u8; BATCH_MAX_MESSAGE_BYTES + 1];
+        let big = vec![7u8; BATCH_MAX_JOB_BYTES + 1];
         let mut alone = Box::pin(batch.digest(IoBuf::from_slice(&big), big.len()));
         let Poll::Ready((_, md5)) = poll(&mut alone, &wakes[0]) else { panic!("hashed at once") };
         assert_eq!(md5, digest(&big));
+    }
+
+    #[test]
+    fn a_stream_fed_in_any_pieces_matches_md5() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for piece in [1usize, 7, 63, 64, 65, 100, 128, 1000, 4096, 10_000] {
+            let mut stream = Md5Stream::new();
+            for part in data.chunks(piece) {
+                stream.update(part);
+            }
+            assert_eq!(stream.finish(), digest(&data), "pieces of {piece}");
+        }
+        assert_eq!(Md5Stream::new().finish(), digest(b""));
+    }
+
+    #[test]
+    fn streams_continued_in_a_batch_match_md5() {
+        lanes_on();
+        let batch = Md5Batch::new();
+        // Three streams fed pieces of uneven sizes in turn, their whole
+        // blocks hashed together in the batch.
+        let datas: Vec<Vec<u8>> = (0..3).map(|i| message(i + 40).repeat(3)).collect();
+        let mut streams = [Md5Stream::new(), Md5Stream::new(), Md5Stream::new()];
+        let pieces = [100usize, 3000, 1, 4500, 64, 777];
+        let mut offsets = [0usize; 3];
+        for &piece in pieces.iter().cycle().take(40) {
+            let wakes: Vec<Arc<Wakes>> = (0..3).map(|_| Arc::default()).collect();
+            let mut futures: Vec<_> = streams
+                .iter_mut()
+                .zip(&datas)
+                .zip(&mut offsets)
+                .map(|((stream, data), offset)| {
+                    let end = (*offset + piece).min(data.len());
+                    let range = *offset..end;
+                    *offset = end;
+                    Box::pin(batch.update(stream, IoBuf::from_slice(data), range))
+                })
+                .collect();
+            let mut done = [false; 3];
+            for _ in 0..3 {
+                for (i, future) in futures.iter_mut().enumerate() {
+                    if !done[i] {
+                        done[i] = poll(future, &wakes[i]).is_ready();
+                    }
+                }
+            }
+            assert!(done.iter().all(|&d| d));
+        }
+        for ((stream, data), offset) in streams.into_iter().zip(&datas).zip(offsets) {
+            assert_eq!(stream.finish(), digest(&data[..offset]));
+        }
     }
 
     #[test]

@@ -18,12 +18,11 @@ use core::ops::Range;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use crate::block::{BlockDevice, BlockError, IoBuf};
 use crate::checksum::crc32c;
-use crate::md5_lanes::{self, Md5Batch};
+use crate::md5_lanes::{self, Md5Batch, Md5Stream};
 use crate::space::{Extent, PAGE_BYTES, SpaceError};
 
 /// One stored chunk: where it is, how many bytes of it are data, and their
@@ -136,6 +135,10 @@ pub struct WrittenObject<'a, S: SpaceSource> {
 
 const FIRST_BUFFER_BYTES: usize = 64 * 1024;
 
+/// A chunk of at least this many bytes is hashed through the writer's
+/// [`Md5Batch`], if it has one.
+const BATCH_MIN_CHUNK_BYTES: usize = 64 * 1024;
+
 /// A chunk write the writer started and has not seen complete.
 type ChunkWrite<'a> = Pin<Box<dyn Future<Output = (Result<(), ObjectError>, IoBuf)> + 'a>>;
 
@@ -152,7 +155,7 @@ pub struct ObjectWriter<'a, D: BlockDevice, S: SpaceSource> {
     /// MD5 of the chunks written so far (bytes are hashed as their chunk
     /// goes to the device, so an object that fits its buffer is hashed
     /// whole at `finish`, in lanes with other writers' if there is a batch).
-    md5: Md5,
+    md5: Md5Stream,
     /// The whole object's MD5, when it was hashed in one piece.
     digest: Option<[u8; 16]>,
     md5_batch: Option<&'a Md5Batch>,
@@ -182,7 +185,7 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             buf: IoBuf::zeroed(0),
             filled: 0,
             size_bytes: 0,
-            md5: Md5::new(),
+            md5: Md5Stream::new(),
             digest: None,
             md5_batch: None,
             in_flight: None,
@@ -272,7 +275,15 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             let data_bytes = (extent.bytes() as usize).min(self.filled);
             let chunk_crc = crc32c(&self.buf.as_slice()[..data_bytes]);
             if self.digest.is_none() {
-                self.md5.update(&self.buf.as_slice()[..data_bytes]);
+                match self.md5_batch {
+                    // A chunk is worth a yield: beside other writers'
+                    // chunks it is hashed in lanes (concurrent large PUTs).
+                    Some(batch) if data_bytes >= BATCH_MIN_CHUNK_BYTES => {
+                        let buf = core::mem::replace(&mut self.buf, IoBuf::zeroed(0));
+                        self.buf = batch.update(&mut self.md5, buf, 0..data_bytes).await;
+                    }
+                    _ => self.md5.update(&self.buf.as_slice()[..data_bytes]),
+                }
             }
             self.pending.chunks.push(ChunkRef { extent, len_bytes: data_bytes as u32, crc32c: chunk_crc });
             self.wait_in_flight().await?;
@@ -341,7 +352,7 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
         }
         let md5 = match self.digest {
             Some(digest) => digest,
-            None => self.md5.finalize_reset().into(),
+            None => core::mem::take(&mut self.md5).finish(),
         };
         let chunks = PendingChunks { space: self.pending.space, chunks: core::mem::take(&mut self.pending.chunks) };
         Ok(WrittenObject { chunks, size_bytes: self.size_bytes, md5, unwritten })

@@ -1,8 +1,8 @@
 //! SSE2 lanes behind `storage::md5_lanes`: the ETags of small PUTs that finish together, four at
 //! a time.
-use storage::md5_lanes::{self, Accelerated, LanesComparison, x86};
+use storage::md5_lanes::{self, Accelerated, LaneJob, LanesComparison, x86};
 
-const SSE2: Accelerated = Accelerated { lanes: 4, digest };
+const SSE2: Accelerated = Accelerated { lanes: 4, run };
 
 /// Installs the SSE2 lanes where they beat one message at a time (measured now: QEMU's TCG
 /// emulates every instruction); returns the measurement for the boot log.
@@ -14,8 +14,8 @@ pub fn install() -> LanesComparison {
     comparison
 }
 
-fn digest(messages: &[&[u8]], out: &mut [[u8; 16]]) {
+fn run(jobs: &mut [LaneJob<'_>]) {
     // SAFETY: SSE2 is part of x86-64 and enabled in the image's target, all the function is
     // compiled for.
-    unsafe { x86::digest_sse2(messages, out) }
+    unsafe { x86::run_sse2(jobs) }
 }
