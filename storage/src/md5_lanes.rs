@@ -615,8 +615,9 @@ impl<'a, const W: usize> Lanes<'a, W> {
                 continue;
             };
             active[lane] = u32::MAX;
-            for (word, bytes) in words.iter_mut().zip(block.chunks_exact(4)) {
-                word[lane] = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            let block: [u32; 16] = bytemuck::pod_read_unaligned(&block[..64]);
+            for (word, value) in words.iter_mut().zip(block) {
+                word[lane] = u32::from_le(value);
             }
         }
     }
