@@ -723,127 +723,92 @@ pub mod x86 {
 
     use super::{LaneJob, Lanes};
 
-    /// Runs up to 4 jobs. SSE2 is part of x86_64, but calling a
-    /// target-feature function is `unsafe` all the same.
-    ///
-    /// # Safety
-    /// Only on a CPU with SSE2 (every x86_64).
-    #[target_feature(enable = "sse2")]
-    pub fn run_sse2(jobs: &mut [LaneJob<'_>]) {
-        macro_rules! add {
-            ($x:expr, $y:expr) => {
-                _mm_add_epi32($x, $y)
-            };
-        }
-        macro_rules! k {
-            ($k:expr) => {
-                _mm_set1_epi32($k as u32 as i32)
-            };
-        }
-        macro_rules! rotl {
-            ($x:expr, $s:literal) => {{
-                let x = $x;
-                _mm_or_si128(_mm_slli_epi32::<$s>(x), _mm_srli_epi32::<{ 32 - $s }>(x))
-            }};
-        }
-        macro_rules! f {
-            ($x:expr, $y:expr, $z:expr) => {
-                _mm_xor_si128($z, _mm_and_si128($x, _mm_xor_si128($y, $z)))
-            };
-        }
-        macro_rules! g {
-            ($x:expr, $y:expr, $z:expr) => {
-                _mm_xor_si128($y, _mm_and_si128($z, _mm_xor_si128($x, $y)))
-            };
-        }
-        macro_rules! h {
-            ($x:expr, $y:expr, $z:expr) => {
-                _mm_xor_si128(_mm_xor_si128($x, $y), $z)
-            };
-        }
-        macro_rules! i {
-            ($x:expr, $y:expr, $z:expr) => {
-                // y ^ (x | !z); andnot(z, ones) is !z.
-                _mm_xor_si128($y, _mm_or_si128($x, _mm_andnot_si128($z, _mm_set1_epi32(-1))))
-            };
-        }
-        let lanes = Lanes::<4>::new(jobs);
-        let mut state: [__m128i; 4] = bytemuck::cast(lanes.states());
-        let mut words = [[0u32; 4]; 16];
-        let mut active = [0u32; 4];
-        for index in 0..lanes.most_blocks {
-            lanes.block(index, &mut words, &mut active);
-            let m: [__m128i; 16] = bytemuck::cast(words);
-            let mask: __m128i = bytemuck::cast(active);
-            let [a0, b0, c0, d0] = state;
-            let (a, b, c, d) = md5_block!(m, a0, b0, c0, d0);
-            let select = |new: __m128i, old: __m128i| {
-                _mm_or_si128(_mm_and_si128(mask, _mm_add_epi32(old, new)), _mm_andnot_si128(mask, old))
-            };
-            state = [select(a, a0), select(b, b0), select(c, c0), select(d, d0)];
-        }
-        let words: [[u32; 4]; 4] = bytemuck::cast(state);
-        super::store(&words, jobs);
+    /// An SSE2 or AVX2 lane function: the same code over 128- or 256-bit
+    /// vectors (neither has a rotate or a three-input logic instruction).
+    macro_rules! shift_rotate_lanes {
+        ($(#[$doc:meta])* $name:ident, $feature:literal, $lanes:literal, $vector:ty,
+         add: $add:ident, set1: $set1:ident, slli: $slli:ident, srli: $srli:ident,
+         or: $or:ident, and: $and:ident, xor: $xor:ident, andnot: $andnot:ident) => {
+            $(#[$doc])*
+            #[target_feature(enable = $feature)]
+            pub fn $name(jobs: &mut [LaneJob<'_>]) {
+                macro_rules! add {
+                    ($x:expr, $y:expr) => {
+                        $add($x, $y)
+                    };
+                }
+                macro_rules! k {
+                    ($k:expr) => {
+                        $set1($k as u32 as i32)
+                    };
+                }
+                macro_rules! rotl {
+                    ($x:expr, $s:literal) => {{
+                        let x = $x;
+                        $or($slli::<$s>(x), $srli::<{ 32 - $s }>(x))
+                    }};
+                }
+                macro_rules! f {
+                    ($x:expr, $y:expr, $z:expr) => {
+                        $xor($z, $and($x, $xor($y, $z)))
+                    };
+                }
+                macro_rules! g {
+                    ($x:expr, $y:expr, $z:expr) => {
+                        $xor($y, $and($z, $xor($x, $y)))
+                    };
+                }
+                macro_rules! h {
+                    ($x:expr, $y:expr, $z:expr) => {
+                        $xor($xor($x, $y), $z)
+                    };
+                }
+                macro_rules! i {
+                    ($x:expr, $y:expr, $z:expr) => {
+                        // y ^ (x | !z); andnot(z, ones) is !z.
+                        $xor($y, $or($x, $andnot($z, $set1(-1))))
+                    };
+                }
+                let lanes = Lanes::<$lanes>::new(jobs);
+                let mut state: [$vector; 4] = bytemuck::cast(lanes.states());
+                let mut words = [[0u32; $lanes]; 16];
+                let mut active = [0u32; $lanes];
+                for index in 0..lanes.most_blocks {
+                    lanes.block(index, &mut words, &mut active);
+                    let m: [$vector; 16] = bytemuck::cast(words);
+                    let mask: $vector = bytemuck::cast(active);
+                    let [a0, b0, c0, d0] = state;
+                    let (a, b, c, d) = md5_block!(m, a0, b0, c0, d0);
+                    // Lanes whose job is done keep their state.
+                    let select = |new: $vector, old: $vector| $or($and(mask, $add(old, new)), $andnot(mask, old));
+                    state = [select(a, a0), select(b, b0), select(c, c0), select(d, d0)];
+                }
+                let words: [[u32; $lanes]; 4] = bytemuck::cast(state);
+                super::store(&words, jobs);
+            }
+        };
     }
 
-    /// Runs up to 8 jobs.
-    ///
-    /// # Safety
-    /// Only on a CPU with AVX2.
-    #[target_feature(enable = "avx2")]
-    pub fn run_avx2(jobs: &mut [LaneJob<'_>]) {
-        macro_rules! add {
-            ($x:expr, $y:expr) => {
-                _mm256_add_epi32($x, $y)
-            };
-        }
-        macro_rules! k {
-            ($k:expr) => {
-                _mm256_set1_epi32($k as u32 as i32)
-            };
-        }
-        macro_rules! rotl {
-            ($x:expr, $s:literal) => {{
-                let x = $x;
-                _mm256_or_si256(_mm256_slli_epi32::<$s>(x), _mm256_srli_epi32::<{ 32 - $s }>(x))
-            }};
-        }
-        macro_rules! f {
-            ($x:expr, $y:expr, $z:expr) => {
-                _mm256_xor_si256($z, _mm256_and_si256($x, _mm256_xor_si256($y, $z)))
-            };
-        }
-        macro_rules! g {
-            ($x:expr, $y:expr, $z:expr) => {
-                _mm256_xor_si256($y, _mm256_and_si256($z, _mm256_xor_si256($x, $y)))
-            };
-        }
-        macro_rules! h {
-            ($x:expr, $y:expr, $z:expr) => {
-                _mm256_xor_si256(_mm256_xor_si256($x, $y), $z)
-            };
-        }
-        macro_rules! i {
-            ($x:expr, $y:expr, $z:expr) => {
-                _mm256_xor_si256($y, _mm256_or_si256($x, _mm256_andnot_si256($z, _mm256_set1_epi32(-1))))
-            };
-        }
-        let lanes = Lanes::<8>::new(jobs);
-        let mut state: [__m256i; 4] = bytemuck::cast(lanes.states());
-        let mut words = [[0u32; 8]; 16];
-        let mut active = [0u32; 8];
-        for index in 0..lanes.most_blocks {
-            lanes.block(index, &mut words, &mut active);
-            let m: [__m256i; 16] = bytemuck::cast(words);
-            let mask: __m256i = bytemuck::cast(active);
-            let [a0, b0, c0, d0] = state;
-            let (a, b, c, d) = md5_block!(m, a0, b0, c0, d0);
-            let select = |new: __m256i, old: __m256i| _mm256_blendv_epi8(old, _mm256_add_epi32(old, new), mask);
-            state = [select(a, a0), select(b, b0), select(c, c0), select(d, d0)];
-        }
-        let words: [[u32; 8]; 4] = bytemuck::cast(state);
-        super::store(&words, jobs);
-    }
+    shift_rotate_lanes!(
+        /// Runs up to 4 jobs. SSE2 is part of x86_64, but calling a
+        /// target-feature function is `unsafe` all the same.
+        ///
+        /// # Safety
+        /// Only on a CPU with SSE2 (every x86_64).
+        run_sse2, "sse2", 4, __m128i,
+        add: _mm_add_epi32, set1: _mm_set1_epi32, slli: _mm_slli_epi32, srli: _mm_srli_epi32,
+        or: _mm_or_si128, and: _mm_and_si128, xor: _mm_xor_si128, andnot: _mm_andnot_si128
+    );
+
+    shift_rotate_lanes!(
+        /// Runs up to 8 jobs.
+        ///
+        /// # Safety
+        /// Only on a CPU with AVX2.
+        run_avx2, "avx2", 8, __m256i,
+        add: _mm256_add_epi32, set1: _mm256_set1_epi32, slli: _mm256_slli_epi32, srli: _mm256_srli_epi32,
+        or: _mm256_or_si256, and: _mm256_and_si256, xor: _mm256_xor_si256, andnot: _mm256_andnot_si256
+    );
 
     /// Runs up to 16 jobs.
     ///
@@ -945,6 +910,18 @@ mod tests {
         Pin::new(future).poll(&mut Context::from_waker(&Waker::from(wakes.clone())))
     }
 
+    type Digesting<'a> = Pin<Box<dyn Future<Output = (IoBuf, [u8; 16])> + 'a>>;
+
+    /// Three digests queued (polled once each): the first leads.
+    fn three_queued<'a>(batch: &'a Md5Batch, messages: [&[u8]; 3]) -> ([Digesting<'a>; 3], [Arc<Wakes>; 3]) {
+        let wakes: [Arc<Wakes>; 3] = Default::default();
+        let mut futures = messages.map(|m| Box::pin(batch.digest(IoBuf::from_slice(m), m.len())) as Digesting<'a>);
+        for (future, wakes) in futures.iter_mut().zip(&wakes) {
+            assert!(poll(future, wakes).is_pending());
+        }
+        (futures, wakes)
+    }
+
     fn message(i: usize) -> Vec<u8> {
         (0..i * 97 % 5000).map(|j| (i * 31 + j) as u8).collect()
     }
@@ -986,13 +963,7 @@ mod tests {
         lanes_on();
         let batch = Md5Batch::new();
         let (a, b, c) = (message(3), message(7), message(11));
-        let mut leader = Box::pin(batch.digest(IoBuf::from_slice(&a), a.len()));
-        let mut second = Box::pin(batch.digest(IoBuf::from_slice(&b), b.len()));
-        let mut third = Box::pin(batch.digest(IoBuf::from_slice(&c), c.len()));
-        let wakes: [Arc<Wakes>; 3] = Default::default();
-        assert!(poll(&mut leader, &wakes[0]).is_pending());
-        assert!(poll(&mut second, &wakes[1]).is_pending());
-        assert!(poll(&mut third, &wakes[2]).is_pending());
+        let ([leader, second, third], wakes) = three_queued(&batch, [&a, &b, &c]);
         drop(leader);
         assert_eq!(wakes[1].0.load(Ordering::Relaxed) + wakes[2].0.load(Ordering::Relaxed), 1, "one takes over");
         let (mut next, next_wakes, next_message, mut other, other_wakes, other_message) =
@@ -1015,13 +986,7 @@ mod tests {
         lanes_on();
         let batch = Md5Batch::new();
         let (a, b, c) = (message(8), message(9), message(10));
-        let mut leader = Box::pin(batch.digest(IoBuf::from_slice(&a), a.len()));
-        let mut second = Box::pin(batch.digest(IoBuf::from_slice(&b), b.len()));
-        let mut third = Box::pin(batch.digest(IoBuf::from_slice(&c), c.len()));
-        let wakes: [Arc<Wakes>; 3] = Default::default();
-        assert!(poll(&mut leader, &wakes[0]).is_pending());
-        assert!(poll(&mut second, &wakes[1]).is_pending());
-        assert!(poll(&mut third, &wakes[2]).is_pending());
+        let ([leader, second, mut third], wakes) = three_queued(&batch, [&a, &b, &c]);
         // The leader and the one it handed the lead to both go away.
         drop(leader);
         assert_eq!(wakes[1].0.load(Ordering::Relaxed), 1, "the first one waiting takes over");
