@@ -665,8 +665,9 @@ impl<D: BlockDevice> Store<D> {
             .with_md5_batch(&self.md5_batch)
     }
 
-    /// Objects hashed at the end of their writer, and the lane batches that
-    /// hashed them (their ratio is how many were hashed at once).
+    /// Hashing jobs run through the store's MD5 batch (small objects whole at
+    /// the end of their writer, chunks of larger ones as they go out), and
+    /// the leader passes that ran them (their ratio is how many ran at once).
     pub fn md5_batch_counts(&self) -> (u64, u64) {
         self.md5_batch.counts()
     }

@@ -335,6 +335,7 @@ impl Md5Batch {
     /// MD5 of `buf[..len]`, computed with those asked for in the same pass;
     /// the buffer comes back with it.
     pub async fn digest(&self, buf: IoBuf, len: usize) -> (IoBuf, [u8; 16]) {
+        debug_assert!(len <= buf.len(), "digest of more bytes than the buffer holds");
         let len = len.min(buf.len());
         let (buf, state) = self.hash(buf, 0..len, INIT, Some(len as u64)).await;
         (buf, state_bytes(state))
@@ -342,9 +343,14 @@ impl Md5Batch {
 
     /// Continues `stream` over `buf[range]`; the buffer comes back.
     pub async fn update(&self, stream: &mut Md5Stream, buf: IoBuf, range: core::ops::Range<usize>) -> IoBuf {
+        debug_assert!(range.start <= range.end && range.end <= buf.len(), "range outside the buffer");
         let range = range.start.min(buf.len())..range.end.min(buf.len());
         let whole = stream.split(&buf.as_slice()[range.clone()]);
         let whole = range.start + whole.start..range.start + whole.end;
+        if whole.is_empty() {
+            stream.keep(&buf.as_slice()[whole.end..range.end]);
+            return buf;
+        }
         let (buf, state) = self.hash(buf, whole.clone(), stream.state(), None).await;
         stream.set_state(state);
         stream.keep(&buf.as_slice()[whole.end..range.end]);
@@ -434,8 +440,12 @@ impl Future for BatchHash<'_> {
                     if job.done || job.buf.is_none() {
                         continue;
                     }
-                    if taken.len() == BATCH_MAX_JOBS || (!taken.is_empty() && bytes + job.range.len() > byte_limit) {
+                    if taken.len() == BATCH_MAX_JOBS {
                         break;
+                    }
+                    if !taken.is_empty() && bytes + job.range.len() > byte_limit {
+                        // Smaller jobs behind it may still fit.
+                        continue;
                     }
                     bytes += job.range.len();
                     taken.extend(job.buf.take().map(|buf| (job.id, buf)));

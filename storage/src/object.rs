@@ -274,6 +274,7 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             // Record the extent first so that an error below still returns it.
             let data_bytes = (extent.bytes() as usize).min(self.filled);
             let chunk_crc = crc32c(&self.buf.as_slice()[..data_bytes]);
+            self.pending.chunks.push(ChunkRef { extent, len_bytes: data_bytes as u32, crc32c: chunk_crc });
             if self.digest.is_none() {
                 match self.md5_batch {
                     // A chunk is worth a yield: beside other writers'
@@ -285,7 +286,6 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
                     _ => self.md5.update(&self.buf.as_slice()[..data_bytes]),
                 }
             }
-            self.pending.chunks.push(ChunkRef { extent, len_bytes: data_bytes as u32, crc32c: chunk_crc });
             self.wait_in_flight().await?;
             // Bytes beyond this extent (fragmented space) move to the next buffer.
             let capacity = self.buf.capacity();
@@ -554,6 +554,27 @@ mod tests {
         assert_eq!(writer.buffer_bytes(), PAGE_BYTES as usize);
         let small = now(writer.finish()).unwrap();
         assert_eq!(small.chunks.chunks()[0].extent.pages, 1);
+    }
+
+    #[test]
+    fn a_writer_dropped_while_its_chunk_waits_in_the_md5_batch_returns_the_space() {
+        // Lanes, so that the batch queues (the reference posing as four).
+        crate::md5_lanes::install(crate::md5_lanes::Accelerated { lanes: 4, run: crate::md5_lanes::run_portable });
+        let disk = RamDisk::new(4096, 4096);
+        let space = Space(Mutex::new(SpaceMap::new(0, 4096)));
+        let free = space.0.lock().free_pages();
+        let batch = Md5Batch::new();
+        let chunk = 64 * 1024;
+        let data: Vec<u8> = (0..chunk).map(byte).collect();
+        {
+            let mut writer = ObjectWriter::new(&disk, &space, chunk).with_md5_batch(&batch);
+            let mut write = pin!(writer.write(&data));
+            // The full chunk has its extent and waits in the batch, whose
+            // leader yields once.
+            assert!(write.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+            assert!(space.0.lock().free_pages() < free);
+        }
+        assert_eq!(space.0.lock().free_pages(), free, "the chunk's extent came back");
     }
 
     #[test]

@@ -611,7 +611,10 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path) {
     ));
     let md5_after = store.md5_batch_counts();
     rows.push(Row::new(
-        format!("group commit, {writers} writers: objects per MD5 lane batch ({} lanes)", storage::md5_lanes::lanes()),
+        format!(
+            "group commit, {writers} writers: hashing jobs per MD5 batch pass ({} lanes)",
+            storage::md5_lanes::lanes()
+        ),
         (md5_after.0 - md5_before.0) as f64 / (md5_after.1 - md5_before.1).max(1) as f64,
         None,
         "objects",
