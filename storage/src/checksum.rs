@@ -50,6 +50,113 @@ pub fn crc32c(data: &[u8]) -> u32 {
     crc32c_append(0, data)
 }
 
+/// Bytes each of the three interleaved streams of [`x86::crc32c_sse42`]
+/// covers per round.
+const STREAM_BYTES: usize = 2048;
+
+/// `shift(state, n)`: the CRC state after `n` zero bytes, which is how a
+/// stream's CRC is moved past the streams that follow it. It is linear in
+/// the state, so it is a table per state byte (the XOR of four lookups).
+struct Shift {
+    tables: [[u32; 256]; 4],
+}
+
+impl Shift {
+    fn new(bytes: usize) -> Self {
+        // The image of each state bit, by feeding zeros (slowly, once).
+        let zeros = [0u8; STREAM_BYTES];
+        let basis: [u32; 32] = core::array::from_fn(|bit| {
+            let mut state = 1u32 << bit;
+            let mut left = bytes;
+            while left > 0 {
+                let take = left.min(zeros.len());
+                state = update_portable(state, &zeros[..take]);
+                left -= take;
+            }
+            state
+        });
+        let mut tables = [[0u32; 256]; 4];
+        for (byte, table) in tables.iter_mut().enumerate() {
+            for (value, entry) in table.iter_mut().enumerate() {
+                *entry = (0..8).filter(|bit| value & (1 << bit) != 0).fold(0, |acc, bit| acc ^ basis[byte * 8 + bit]);
+            }
+        }
+        Self { tables }
+    }
+
+    fn apply(&self, state: u32) -> u32 {
+        let [b0, b1, b2, b3] = state.to_le_bytes();
+        self.tables[0][usize::from(b0)]
+            ^ self.tables[1][usize::from(b1)]
+            ^ self.tables[2][usize::from(b2)]
+            ^ self.tables[3][usize::from(b3)]
+    }
+}
+
+/// The raw CRC register after `data` from `state` (no inversions).
+fn update_portable(state: u32, data: &[u8]) -> u32 {
+    !crc32c_portable(!state, data)
+}
+
+/// Shifts past one and two streams.
+static SHIFTS: Once<[Shift; 2]> = Once::new();
+
+fn shifts() -> &'static [Shift; 2] {
+    SHIFTS.call_once(|| [Shift::new(STREAM_BYTES), Shift::new(2 * STREAM_BYTES)])
+}
+
+#[cfg(target_arch = "x86_64")]
+pub mod x86 {
+    //! SSE4.2's `crc32` instruction, three streams at once.
+
+    use core::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u64};
+
+    use super::{STREAM_BYTES, shifts};
+
+    /// CRC32C of `data` continuing from `seed`, as
+    /// [`super::crc32c_portable`]. The instruction takes 3 cycles and
+    /// issues every cycle, so three independent streams (thirds of each
+    /// 6 KiB) run at three times one stream's speed; their CRCs are then
+    /// joined by shifting the first two past the ones that follow.
+    ///
+    /// # Safety
+    /// Only on a CPU with SSE4.2.
+    #[target_feature(enable = "sse4.2")]
+    pub fn crc32c_sse42(seed: u32, data: &[u8]) -> u32 {
+        let mut state = u64::from(!seed);
+        let mut rounds = data.chunks_exact(3 * STREAM_BYTES);
+        if rounds.len() > 0 {
+            let [one, two] = shifts();
+            for round in &mut rounds {
+                let (a, rest) = round.split_at(STREAM_BYTES);
+                let (b, c) = rest.split_at(STREAM_BYTES);
+                let (mut sa, mut sb, mut sc) = (state, 0u64, 0u64);
+                for ((wa, wb), wc) in a.chunks_exact(8).zip(b.chunks_exact(8)).zip(c.chunks_exact(8)) {
+                    sa = _mm_crc32_u64(sa, word(wa));
+                    sb = _mm_crc32_u64(sb, word(wb));
+                    sc = _mm_crc32_u64(sc, word(wc));
+                }
+                state = u64::from(two.apply(sa as u32) ^ one.apply(sb as u32) ^ sc as u32);
+            }
+        }
+        let mut words = rounds.remainder().chunks_exact(8);
+        for w in &mut words {
+            state = _mm_crc32_u64(state, word(w));
+        }
+        let mut state = state as u32;
+        for &byte in words.remainder() {
+            state = _mm_crc32_u8(state, byte);
+        }
+        !state
+    }
+
+    fn word(bytes: &[u8]) -> u64 {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[..8]);
+        u64::from_le_bytes(word)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
