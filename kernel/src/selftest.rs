@@ -593,8 +593,13 @@ pub fn run_store_persistence(name: &str, disk: Option<impl InterruptBlockDevice>
     let timers = crate::platform::new_timers();
     let mut platform = KernelPlatform::new();
     drop(executor.spawn(disk.reaper(&interrupts::EVENTS[usize::from(disk.vector())])));
+    // Lengths around the three-stream rounds (6 KiB) and a tail.
+    let sample: Vec<u8> = (0..20_000u32).map(|i| (i * 31 + i / 251) as u8).collect();
     let crc_ok = storage::checksum::crc32c_accelerated()
-        && storage::checksum::crc32c(b"123456789") == storage::checksum::crc32c_portable(0, b"123456789");
+        && storage::checksum::crc32c(b"123456789") == storage::checksum::crc32c_portable(0, b"123456789")
+        && [6_143, 6_144, 6_145, 12_300, 20_000].iter().all(|&len| {
+            storage::checksum::crc32c_append(7, &sample[..len]) == storage::checksum::crc32c_portable(7, &sample[..len])
+        });
     let start = time::now_ns();
     let outcome = executor.block_on(store_workout(disk, write, seed), &mut platform, &timers);
     let elapsed_ms = (time::now_ns() - start) / 1_000_000;
