@@ -608,6 +608,18 @@ impl<'a, const W: usize> Lanes<'a, W> {
         words
     }
 
+    /// Block `index` of `lane`, if it has one.
+    fn block_bytes(&self, lane: usize, index: usize) -> Option<&[u8]> {
+        if index < self.full_blocks[lane] {
+            Some(&self.data[lane][index * 64..index * 64 + 64])
+        } else if index < self.blocks[lane] {
+            let at = (index - self.full_blocks[lane]) * 64;
+            Some(&self.tails[lane][at..at + 64])
+        } else {
+            None
+        }
+    }
+
     /// Block `index` of every lane as 16 words × W lanes, and which lanes
     /// still have a block there (all ones) or are done (zero).
     fn block(&self, index: usize, words: &mut [[u32; W]; 16], active: &mut [u32; W]) {
@@ -865,15 +877,18 @@ pub mod x86 {
         }
         let lanes = Lanes::<16>::new(jobs);
         let mut state: [__m512i; 4] = bytemuck::cast(lanes.states());
-        let mut words = [[0u32; 16]; 16];
-        let mut active = [0u32; 16];
         for index in 0..lanes.most_blocks {
-            lanes.block(index, &mut words, &mut active);
-            let m: [__m512i; 16] = bytemuck::cast(words);
+            // Each lane's block is one 512-bit row; transposed, vector w
+            // holds word w of every lane.
+            let mut rows = [_mm512_setzero_si512(); 16];
             let mut mask: __mmask16 = 0;
-            for (lane, &on) in active.iter().enumerate() {
-                mask |= u16::from(on != 0) << lane;
+            for (lane, row) in rows.iter_mut().enumerate() {
+                if let Some(block) = lanes.block_bytes(lane, index) {
+                    *row = bytemuck::pod_read_unaligned(block);
+                    mask |= 1 << lane;
+                }
             }
+            let m = transpose(rows);
             let [a0, b0, c0, d0] = state;
             let (a, b, c, d) = md5_block!(m, a0, b0, c0, d0);
             let select = |new: __m512i, old: __m512i| _mm512_mask_add_epi32(old, mask, old, new);
@@ -881,6 +896,35 @@ pub mod x86 {
         }
         let words: [[u32; 16]; 4] = bytemuck::cast(state);
         super::store(&words, jobs);
+    }
+
+    /// The 16 × 16 transpose of 32-bit words: `out[w]` word `l` is
+    /// `rows[l]` word `w` (interleave 32-bit, then 64-bit pairs, which
+    /// transposes each 4 × 4 within the 128-bit quarters; then move the
+    /// quarters).
+    #[target_feature(enable = "avx512f")]
+    fn transpose(rows: [__m512i; 16]) -> [__m512i; 16] {
+        let t: [__m512i; 16] = core::array::from_fn(|i| {
+            let (a, b) = (rows[i & !1], rows[i | 1]);
+            if i % 2 == 0 { _mm512_unpacklo_epi32(a, b) } else { _mm512_unpackhi_epi32(a, b) }
+        });
+        // u[4i + j], quarter q: word 4q + j of rows 4i .. 4i + 3.
+        let u: [__m512i; 16] = core::array::from_fn(|k| {
+            let (i, j) = (k / 4, k % 4);
+            let (a, b) = (t[4 * i + j / 2], t[4 * i + 2 + j / 2]);
+            if j % 2 == 0 { _mm512_unpacklo_epi64(a, b) } else { _mm512_unpackhi_epi64(a, b) }
+        });
+        let mut out = [_mm512_setzero_si512(); 16];
+        for j in 0..4 {
+            let (a, b, c, d) = (u[j], u[4 + j], u[8 + j], u[12 + j]);
+            let low = (_mm512_shuffle_i32x4::<0x44>(a, b), _mm512_shuffle_i32x4::<0x44>(c, d));
+            let high = (_mm512_shuffle_i32x4::<0xEE>(a, b), _mm512_shuffle_i32x4::<0xEE>(c, d));
+            out[j] = _mm512_shuffle_i32x4::<0x88>(low.0, low.1);
+            out[4 + j] = _mm512_shuffle_i32x4::<0xDD>(low.0, low.1);
+            out[8 + j] = _mm512_shuffle_i32x4::<0x88>(high.0, high.1);
+            out[12 + j] = _mm512_shuffle_i32x4::<0xDD>(high.0, high.1);
+        }
+        out
     }
 }
 
