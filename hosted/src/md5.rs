@@ -73,15 +73,6 @@ mod tests {
         all
     }
 
-    /// MD5 of each message, all in one call of the lane code.
-    fn lanes_digest(accelerated: &Accelerated, messages: &[&[u8]], out: &mut [[u8; 16]]) {
-        let mut jobs: Vec<LaneJob<'_>> = messages.iter().map(|m| LaneJob::message(m)).collect();
-        (accelerated.run)(&mut jobs);
-        for (out, job) in out.iter_mut().zip(&jobs) {
-            *out = job.digest();
-        }
-    }
-
     #[test]
     fn lanes_continue_states_over_whole_blocks_as_one_at_a_time_does() {
         use storage::md5_lanes::run_portable;
@@ -142,7 +133,7 @@ mod tests {
                 let messages: Vec<&[u8]> =
                     (0..accelerated.lanes).map(|lane| suite[(lane + shift) % suite.len()].0).collect();
                 let mut out = vec![[0u8; 16]; messages.len()];
-                lanes_digest(&accelerated, &messages, &mut out);
+                accelerated.digest_many(&messages, &mut out);
                 for (lane, digest) in out.iter().enumerate() {
                     assert_eq!(hex(digest), suite[(lane + shift) % suite.len()].1, "{} lanes", accelerated.lanes);
                 }
@@ -162,7 +153,7 @@ mod tests {
                 let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
                 for count in [accelerated.lanes, 2, accelerated.lanes - 1] {
                     let mut out = vec![[0u8; 16]; count];
-                    lanes_digest(&accelerated, &refs[..count], &mut out);
+                    accelerated.digest_many(&refs[..count], &mut out);
                     for (message, got) in refs.iter().zip(&out) {
                         assert_eq!(*got, digest(message), "{} lanes, length {}", accelerated.lanes, len);
                     }
@@ -175,7 +166,7 @@ mod tests {
             let long = bytes(99, 200_000);
             refs[accelerated.lanes / 2] = &long;
             let mut out = vec![[0u8; 16]; refs.len()];
-            lanes_digest(&accelerated, &refs, &mut out);
+            accelerated.digest_many(&refs, &mut out);
             for (message, got) in refs.iter().zip(&out) {
                 assert_eq!(*got, digest(message));
             }

@@ -78,6 +78,15 @@ pub struct Accelerated {
     pub run: LanesFn,
 }
 
+impl Accelerated {
+    /// MD5 of up to [`Accelerated::lanes`] messages in one call of this
+    /// lane code (for its tests and benchmarks).
+    pub fn digest_many(&self, messages: &[&[u8]], out: &mut [[u8; 16]]) {
+        assert!(messages.len() <= self.lanes, "more messages than lanes");
+        digest_with(messages, out, self.run);
+    }
+}
+
 static ACCELERATED: Once<Accelerated> = Once::new();
 
 /// Installs a lane implementation; the first call wins. It must compute
@@ -152,6 +161,12 @@ pub fn digest_many_portable(messages: &[&[u8]], out: &mut [[u8; 16]]) {
 /// MD5 of each of `messages` into `out` (the same length), as many at once
 /// as the CPU has lanes for.
 pub fn digest_many(messages: &[&[u8]], out: &mut [[u8; 16]]) {
+    digest_with(messages, out, run);
+}
+
+/// MD5 of each message into `out` (the same length), by `run` over one
+/// message job each.
+fn digest_with(messages: &[&[u8]], out: &mut [[u8; 16]], run: impl FnOnce(&mut [LaneJob<'_>])) {
     assert_eq!(messages.len(), out.len(), "one digest per message");
     let mut jobs: Vec<LaneJob<'_>> = messages.iter().map(|message| LaneJob::message(message)).collect();
     run(&mut jobs);
@@ -319,12 +334,25 @@ struct Job {
     id: u64,
     /// `None` while the leader hashes it (or once it is done and taken).
     buf: Option<IoBuf>,
+    spec: Spec,
+    done: bool,
+    waker: Option<Waker>,
+}
+
+/// What to hash of a job's buffer: a [`LaneJob`] once the buffer is there.
+#[derive(Clone)]
+struct Spec {
     range: core::ops::Range<usize>,
+    /// The state to continue; the result once the job is done.
     state: [u32; 4],
     /// Set for a job that ends its message (padding follows).
     message_bytes: Option<u64>,
-    done: bool,
-    waker: Option<Waker>,
+}
+
+impl Spec {
+    fn lane_job<'b>(&self, buf: &'b IoBuf) -> LaneJob<'b> {
+        LaneJob { state: self.state, data: &buf.as_slice()[self.range.clone()], message_bytes: self.message_bytes }
+    }
 }
 
 impl Md5Batch {
@@ -364,10 +392,7 @@ impl Md5Batch {
         state: [u32; 4],
         message_bytes: Option<u64>,
     ) -> BatchHash<'_> {
-        BatchHash {
-            batch: self,
-            state: HashState::New(Job { id: 0, buf: Some(buf), range, state, message_bytes, done: false, waker: None }),
-        }
+        BatchHash { batch: self, state: HashState::New(buf, Spec { range, state, message_bytes }) }
     }
 
     /// (jobs run, leader passes that ran them).
@@ -384,7 +409,7 @@ struct BatchHash<'a> {
 }
 
 enum HashState {
-    New(Job),
+    New(IoBuf, Spec),
     Queued(u64),
     Done,
 }
@@ -395,11 +420,10 @@ impl Future for BatchHash<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let id = match core::mem::replace(&mut this.state, HashState::Done) {
-            HashState::New(mut job) => {
-                let Some(buf) = job.buf.take() else { unreachable!("a new job has its buffer") };
-                if lanes() < 2 || job.range.len() > BATCH_MAX_JOB_BYTES {
+            HashState::New(buf, spec) => {
+                if lanes() < 2 || spec.range.len() > BATCH_MAX_JOB_BYTES {
                     // Nothing to gain from waiting for company.
-                    let mut lane_job = lane_job(&buf, &job);
+                    let mut lane_job = spec.lane_job(&buf);
                     run_portable(core::slice::from_mut(&mut lane_job));
                     let state = lane_job.state;
                     return Poll::Ready((buf, state));
@@ -407,7 +431,7 @@ impl Future for BatchHash<'_> {
                 let mut inner = this.batch.inner.lock();
                 let id = inner.next_id;
                 inner.next_id += 1;
-                inner.jobs.push(Job { id, buf: Some(buf), waker: Some(cx.waker().clone()), ..job });
+                inner.jobs.push(Job { id, buf: Some(buf), spec, done: false, waker: Some(cx.waker().clone()) });
                 let lead = inner.leader.is_none();
                 if lead {
                     inner.leader = Some(id);
@@ -431,7 +455,7 @@ impl Future for BatchHash<'_> {
             Some(leader) if leader == id => {
                 // The leader's own job first, then others up to the limits.
                 let byte_limit = lanes().max(1) * BATCH_MAX_JOB_BYTES;
-                let mut taken: Vec<(u64, IoBuf)> = Vec::with_capacity(BATCH_MAX_JOBS);
+                let mut taken: Vec<(u64, IoBuf, Spec)> = Vec::with_capacity(BATCH_MAX_JOBS);
                 let mut bytes = 0;
                 let order = inner.jobs.iter().position(|job| job.id == id).into_iter().chain(0..inner.jobs.len());
                 let order: Vec<usize> = order.collect();
@@ -443,30 +467,15 @@ impl Future for BatchHash<'_> {
                     if taken.len() == BATCH_MAX_JOBS {
                         break;
                     }
-                    if !taken.is_empty() && bytes + job.range.len() > byte_limit {
+                    if !taken.is_empty() && bytes + job.spec.range.len() > byte_limit {
                         // Smaller jobs behind it may still fit.
                         continue;
                     }
-                    bytes += job.range.len();
-                    taken.extend(job.buf.take().map(|buf| (job.id, buf)));
+                    bytes += job.spec.range.len();
+                    taken.extend(job.buf.take().map(|buf| (job.id, buf, job.spec.clone())));
                 }
-                let specs: Vec<(core::ops::Range<usize>, [u32; 4], Option<u64>)> = taken
-                    .iter()
-                    .map(|(job_id, _)| {
-                        let job = inner.jobs.iter().find(|job| job.id == *job_id).expect("a taken job is queued");
-                        (job.range.clone(), job.state, job.message_bytes)
-                    })
-                    .collect();
                 drop(inner);
-                let mut lane_jobs: Vec<LaneJob<'_>> = taken
-                    .iter()
-                    .zip(&specs)
-                    .map(|((_, buf), (range, state, message_bytes))| LaneJob {
-                        state: *state,
-                        data: &buf.as_slice()[range.clone()],
-                        message_bytes: *message_bytes,
-                    })
-                    .collect();
+                let mut lane_jobs: Vec<LaneJob<'_>> = taken.iter().map(|(_, buf, spec)| spec.lane_job(buf)).collect();
                 run(&mut lane_jobs);
                 let states: Vec<[u32; 4]> = lane_jobs.iter().map(LaneJob::state).collect();
                 drop(lane_jobs);
@@ -475,11 +484,11 @@ impl Future for BatchHash<'_> {
                 inner.jobs_run += taken.len() as u64;
                 inner.calls += 1;
                 inner.leader = None;
-                for ((job_id, buf), state) in taken.into_iter().zip(states) {
+                for ((job_id, buf, _), state) in taken.into_iter().zip(states) {
                     // A job dropped meanwhile (only possible across threads) is gone.
                     if let Some(job) = inner.jobs.iter_mut().find(|job| job.id == job_id) {
                         job.buf = Some(buf);
-                        job.state = state;
+                        job.spec.state = state;
                         job.done = true;
                         wakers.extend(job.waker.take().filter(|_| job_id != id));
                     }
@@ -515,16 +524,11 @@ impl Future for BatchHash<'_> {
     }
 }
 
-/// The lane job of a queued job whose buffer is `buf`.
-fn lane_job<'b>(buf: &'b IoBuf, job: &Job) -> LaneJob<'b> {
-    LaneJob { state: job.state, data: &buf.as_slice()[job.range.clone()], message_bytes: job.message_bytes }
-}
-
 /// Removes job `id` if it is done.
 fn take_done(inner: &mut BatchInner, id: u64) -> Option<(IoBuf, [u32; 4])> {
     let index = inner.jobs.iter().position(|job| job.id == id && job.done && job.buf.is_some())?;
     let job = inner.jobs.swap_remove(index);
-    Some((job.buf?, job.state))
+    Some((job.buf?, job.spec.state))
 }
 
 impl Drop for BatchHash<'_> {
@@ -551,7 +555,6 @@ impl Drop for BatchHash<'_> {
 }
 
 /// Initial MD5 state (RFC 1321 §3.3).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
 /// The jobs of one lane group, served block by block (with MD5's padding
@@ -624,12 +627,7 @@ impl<'a, const W: usize> Lanes<'a, W> {
     /// still have a block there (all ones) or are done (zero).
     fn block(&self, index: usize, words: &mut [[u32; W]; 16], active: &mut [u32; W]) {
         for lane in 0..W {
-            let block: &[u8] = if index < self.full_blocks[lane] {
-                &self.data[lane][index * 64..index * 64 + 64]
-            } else if index < self.blocks[lane] {
-                let at = (index - self.full_blocks[lane]) * 64;
-                &self.tails[lane][at..at + 64]
-            } else {
+            let Some(block) = self.block_bytes(lane, index) else {
                 active[lane] = 0;
                 for word in words.iter_mut() {
                     word[lane] = 0;

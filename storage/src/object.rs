@@ -205,8 +205,9 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
         self
     }
 
-    /// An object that fits the writer's buffer is hashed at `finish`
-    /// together with the other writers finishing then (see [`Md5Batch`]).
+    /// Chunks of 64 KiB or more, and an object that still fits the writer's
+    /// buffer at `finish`, are hashed through `batch`, in lanes with the
+    /// other writers' hashing then (see [`Md5Batch`]).
     pub fn with_md5_batch(mut self, batch: &'a Md5Batch) -> Self {
         self.md5_batch = Some(batch);
         self
