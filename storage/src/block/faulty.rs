@@ -4,7 +4,10 @@
 //! [`SimDisk::power_cut`] decides, per write not yet flushed, whether it
 //! reached the media whole, not at all, or torn (some of its 512-byte
 //! sectors written, others not; a sector itself is atomic, as disks
-//! promise). After a cut the device is gone until [`SimDisk::restart`].
+//! promise). In yielding mode requests take time, as a real device's do:
+//! a write is in flight until its future completes, and a flush makes
+//! durable, when it completes, only the writes that had completed when it
+//! was issued (a write still in flight then is not covered). After a cut the device is gone until [`SimDisk::restart`].
 //! Read errors and bit flips can be injected at chosen blocks. All choices
 //! come from a seeded generator, so a failing seed replays exactly.
 
@@ -45,6 +48,7 @@ pub struct CutReport {
 }
 
 struct PendingWrite {
+    id: u64,
     offset: usize,
     data: Vec<u8>,
 }
@@ -54,7 +58,11 @@ struct State {
     durable: Vec<u8>,
     /// What reads see: durable plus completed, unflushed writes.
     visible: Vec<u8>,
+    /// Completed writes not yet flushed, in completion order.
     pending: Vec<PendingWrite>,
+    /// Writes issued and not yet completed (yielding mode only).
+    in_flight: Vec<PendingWrite>,
+    next_write_id: u64,
     gone: bool,
     read_errors: BTreeSet<u64>,
     rng: u64,
@@ -73,19 +81,20 @@ pub struct SimDisk {
     yielding: AtomicBool,
 }
 
-/// Completes after yielding to the executor once, as a real device's
-/// request does, so that concurrent tasks interleave around I/O.
+/// Completes after yielding to the executor a few times, as a real
+/// device's request takes a while, so that concurrent tasks interleave
+/// around I/O and requests complete out of the order they were issued.
 pub struct YieldOnce<T> {
     value: Option<T>,
-    yielded: bool,
+    yields: u32,
 }
 
 impl<T: Unpin> Future for YieldOnce<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        if !self.yielded {
-            self.yielded = true;
+        if self.yields > 0 {
+            self.yields -= 1;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
@@ -114,6 +123,8 @@ impl SimDisk {
                 durable: vec![0; bytes],
                 visible: vec![0; bytes],
                 pending: Vec::new(),
+                in_flight: Vec::new(),
+                next_write_id: 0,
                 gone: false,
                 read_errors: BTreeSet::new(),
                 rng: seed | 1,
@@ -151,7 +162,7 @@ impl SimDisk {
         self.state.lock().last_cut
     }
 
-    /// Requests complete only after yielding to the executor once.
+    /// Requests complete only after yielding to the executor (1-3 times).
     pub fn set_yielding(&self, yielding: bool) {
         self.yielding.store(yielding, Ordering::Relaxed);
     }
@@ -165,13 +176,20 @@ impl SimDisk {
         }
     }
 
+    /// In yielding mode a request takes one to three executor rounds
+    /// (drawn from the seeded generator).
     fn complete<T: Unpin>(&self, value: T) -> YieldOnce<T> {
-        YieldOnce { value: Some(value), yielded: !self.yielding.load(Ordering::Relaxed) }
+        let yields =
+            if self.yielding.load(Ordering::Relaxed) { 1 + (next(&mut self.state.lock().rng) % 3) as u32 } else { 0 };
+        YieldOnce { value: Some(value), yields }
     }
 
     fn cut_locked(&self, state: &mut State) -> CutReport {
+        // A cut planned for later is moot once the power is gone.
+        state.cut_at_op = None;
         let mut report = CutReport::default();
-        let pending = core::mem::take(&mut state.pending);
+        let mut pending = core::mem::take(&mut state.pending);
+        pending.append(&mut state.in_flight);
         for write in pending {
             let roll = (next(&mut state.rng) % 1000) as u32;
             if roll < self.faults.keep_per_mille {
@@ -222,7 +240,38 @@ impl SimDisk {
 
     /// Writes not yet flushed.
     pub fn unflushed_writes(&self) -> usize {
-        self.state.lock().pending.len()
+        let state = self.state.lock();
+        state.pending.len() + state.in_flight.len()
+    }
+
+    /// A write issued in yielding mode completes: from now on a flush
+    /// issued covers it. Fails if the power went first.
+    fn finish_write(&self, id: u64) -> Result<(), BlockError> {
+        let mut state = self.state.lock();
+        let Some(index) = state.in_flight.iter().position(|write| write.id == id) else {
+            return Err(BlockError::DeviceGone);
+        };
+        let write = state.in_flight.remove(index);
+        state.pending.push(write);
+        Ok(())
+    }
+
+    /// A flush issued in yielding mode completes: the writes it covers
+    /// (those completed when it was issued) reach the media.
+    fn finish_flush(&self, covered: &[u64]) -> Result<(), BlockError> {
+        let mut state = self.state.lock();
+        if state.gone {
+            return Err(BlockError::DeviceGone);
+        }
+        let pending = core::mem::take(&mut state.pending);
+        for write in pending {
+            if covered.binary_search(&write.id).is_ok() {
+                state.durable[write.offset..write.offset + write.data.len()].copy_from_slice(&write.data);
+            } else {
+                state.pending.push(write);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -250,7 +299,9 @@ impl BlockDevice for SimDisk {
     }
 
     fn write(&self, lba: u64, buf: IoBuf) -> impl Future<Output = IoResult> {
-        let result = (|| {
+        let yielding = self.yielding.load(Ordering::Relaxed);
+        // Ok(Some(id)): in flight until the future completes.
+        let issued = (|| {
             self.geometry.check(lba, buf.len())?;
             let mut state = self.state.lock();
             self.start_op(&mut state);
@@ -259,27 +310,62 @@ impl BlockDevice for SimDisk {
             }
             let offset = (lba * u64::from(self.geometry.block_bytes)) as usize;
             state.visible[offset..offset + buf.len()].copy_from_slice(buf.as_slice());
-            state.pending.push(PendingWrite { offset, data: buf.as_slice().to_vec() });
+            let id = state.next_write_id;
+            state.next_write_id += 1;
+            let write = PendingWrite { id, offset, data: buf.as_slice().to_vec() };
             state.writes += 1;
-            Ok(())
+            if yielding {
+                state.in_flight.push(write);
+                Ok(Some(id))
+            } else {
+                state.pending.push(write);
+                Ok(None)
+            }
         })();
-        self.complete((result, buf))
+        async move {
+            let result = match issued {
+                Ok(Some(id)) => {
+                    self.complete(()).await;
+                    self.finish_write(id)
+                }
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
+            };
+            (result, buf)
+        }
     }
 
     fn flush(&self) -> impl Future<Output = Result<(), BlockError>> {
+        let yielding = self.yielding.load(Ordering::Relaxed);
         let mut state = self.state.lock();
         self.start_op(&mut state);
-        let result = if state.gone {
+        // Ok(Some(ids)): the completed writes this flush covers, made
+        // durable when it completes.
+        let issued = if state.gone {
             Err(BlockError::DeviceGone)
+        } else if yielding {
+            state.flushes += 1;
+            let mut covered: Vec<u64> = state.pending.iter().map(|write| write.id).collect();
+            covered.sort_unstable();
+            Ok(Some(covered))
         } else {
             let pending = core::mem::take(&mut state.pending);
             for write in pending {
                 state.durable[write.offset..write.offset + write.data.len()].copy_from_slice(&write.data);
             }
             state.flushes += 1;
-            Ok(())
+            Ok(None)
         };
         drop(state);
-        self.complete(result)
+        async move {
+            match issued {
+                Ok(Some(covered)) => {
+                    self.complete(()).await;
+                    self.finish_flush(&covered)
+                }
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
+            }
+        }
     }
 }
