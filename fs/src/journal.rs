@@ -20,7 +20,7 @@
 //! | 40 | 4 | chain: header CRC of the previous batch |
 //! | 44 | 4 | image count (format 2) |
 //! | 48 | 8 | images durable through: every image of a record up to this sequence number is in the data area and flushed (format 2) |
-//! | 56 | 4 | zero |
+//! | 56 | 4 | session: the low 32 bits of the superblock generation when the batch was written (0 before this field) |
 //! | 60 | 4 | CRC32C of bytes 0..60 |
 //!
 //! Replay starts where the superblock says (position, expected sequence,
@@ -34,6 +34,14 @@
 //!
 //! A batch is acknowledged only after the device flush that follows its
 //! write, so whatever replay drops was never acknowledged.
+//!
+//! Two batches may be in flight at once (see the store), so a crash can
+//! leave batch n+1 whole behind a batch n that never made it: replay stops
+//! at n, and the next session writes its own batch n there. The session
+//! field keeps that new batch's header, and so the chain value batch n+1
+//! names, different from the lost one's even if the records were the
+//! same: every open writes a superblock of a new generation first, and a
+//! batch carries the generation it was written under.
 
 use alloc::vec::Vec;
 
@@ -63,6 +71,7 @@ pub struct BatchHeader {
     pub record_count: u32,
     pub image_count: u32,
     pub images_durable_seq: u64,
+    pub session: u32,
     pub pages: u32,
     pub payload_bytes: u32,
     pub payload_crc: u32,
@@ -120,6 +129,7 @@ impl BatchHeader {
         out[40..44].copy_from_slice(&self.prev_crc.to_le_bytes());
         out[44..48].copy_from_slice(&self.image_count.to_le_bytes());
         out[48..56].copy_from_slice(&self.images_durable_seq.to_le_bytes());
+        out[56..60].copy_from_slice(&self.session.to_le_bytes());
         self.header_crc = crc32c(&out[..60]);
         out[60..64].copy_from_slice(&self.header_crc.to_le_bytes());
     }
@@ -147,6 +157,7 @@ impl BatchHeader {
             record_count: le_u32(page, 24),
             image_count: if version == 1 { 0 } else { le_u32(page, 44) },
             images_durable_seq: if version == 1 { 0 } else { le_u64(page, 48) },
+            session: le_u32(page, 56),
             pages: le_u32(page, 28),
             payload_bytes: le_u32(page, 32),
             payload_crc: le_u32(page, 36),
@@ -260,6 +271,7 @@ pub fn batch_pages(payload_bytes: usize) -> u32 {
 /// The pages of a records batch, and its header (for the chain). Images
 /// are (start page, data bytes).
 pub fn encode_batch(
+    session: u32,
     first_seq: u64,
     prev_crc: u32,
     encoded: &[&[u8]],
@@ -288,6 +300,7 @@ pub fn encode_batch(
         record_count: encoded.len() as u32,
         image_count: images.len() as u32,
         images_durable_seq,
+        session,
         pages,
         payload_bytes: payload_bytes as u32,
         payload_crc: crc32c(&bytes[HEADER_BYTES..at]),
@@ -300,7 +313,7 @@ pub fn encode_batch(
 
 /// The header page of a padding batch covering `pages` up to the end of
 /// the region.
-pub fn encode_padding(next_seq: u64, prev_crc: u32, pages: u32) -> (IoBuf, BatchHeader) {
+pub fn encode_padding(session: u32, next_seq: u64, prev_crc: u32, pages: u32) -> (IoBuf, BatchHeader) {
     let mut buf = IoBuf::zeroed(PAGE);
     let mut header = BatchHeader {
         kind: BatchKind::Padding,
@@ -308,6 +321,7 @@ pub fn encode_padding(next_seq: u64, prev_crc: u32, pages: u32) -> (IoBuf, Batch
         record_count: 0,
         image_count: 0,
         images_durable_seq: 0,
+        session,
         pages,
         payload_bytes: 0,
         payload_crc: crc32c(&[]),
@@ -332,9 +346,12 @@ mod tests {
         let encoded = [encode_record(&record("a")), encode_record(&record("b"))];
         let encoded: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         let image = alloc::vec![7u8; 5000];
-        let (buf, header) = encode_batch(10, 77, &encoded, &[(1234, &image), (99, &[])], 8);
+        let (buf, header) = encode_batch(4, 10, 77, &encoded, &[(1234, &image), (99, &[])], 8);
         let bytes = buf.as_slice();
-        assert_eq!((header.pages, header.images_durable_seq), (2, 8));
+        assert_eq!((header.pages, header.images_durable_seq, header.session), (2, 8, 4));
+        // The same records written in another session chain differently.
+        let (_, other_session) = encode_batch(5, 10, 77, &encoded, &[(1234, &image), (99, &[])], 8);
+        assert_ne!(other_session.header_crc, header.header_crc);
         let decoded = BatchHeader::decode_checked(bytes, 10, 77).unwrap();
         assert_eq!(decoded, header);
         let images =
@@ -363,7 +380,7 @@ mod tests {
     #[test]
     fn format_1_batches_still_replay() {
         let encoded = encode_record(&record("a"));
-        let (buf, _) = encode_batch(3, 5, &[&encoded], &[], 0);
+        let (buf, _) = encode_batch(0, 3, 5, &[&encoded], &[], 0);
         let mut bytes = buf.as_slice().to_vec();
         bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
         let crc = crc32c(&bytes[..60]);
@@ -378,7 +395,7 @@ mod tests {
 
     #[test]
     fn padding_round_trip() {
-        let (buf, header) = encode_padding(5, 9, 3);
+        let (buf, header) = encode_padding(1, 5, 9, 3);
         let decoded = BatchHeader::decode_checked(buf.as_slice(), 5, 9).unwrap();
         assert_eq!((decoded.kind, decoded.pages, decoded.header_crc), (BatchKind::Padding, 3, header.header_crc));
     }

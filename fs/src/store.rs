@@ -5,11 +5,13 @@
 //! checkpoints live in extents.
 //!
 //! A change is applied to the in-memory [`MetaState`] when it is submitted
-//! (so the next request sees it) and acknowledged once durable. One task at
-//! a time is the committer: it takes every record submitted so far,
-//! flushes the device if a data chunk those records reference may not be
-//! durable yet, writes them as one journal batch, and flushes again; all
-//! their submitters wake together (group commit). A small object's chunk
+//! (so the next request sees it) and acknowledged once durable. A waiting
+//! task becomes a committer: it takes every record ready so far, flushes
+//! the device if a data chunk those records reference may not be durable
+//! yet, writes them as one journal batch, and flushes again; all their
+//! submitters wake together (group commit). Up to [`MAX_IN_FLIGHT`]
+//! batches are in flight at once, each with its own committer; records
+//! are acknowledged in order, once every batch up to theirs is flushed. A small object's chunk
 //! is not written by its PUT at all: its bytes travel in the batch with
 //! the record (see [`crate::overlay`]) and reach the data area later, many
 //! in one write. When the journal is half
@@ -19,7 +21,7 @@
 //! hold changes the disk does not, so every later call fails until the
 //! store is opened again, which replays what is durable.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -52,6 +54,14 @@ const PAGE: usize = PAGE_BYTES as usize;
 /// that an open replays at most this many (about 0.3 s) after loading the
 /// checkpoint.
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 250_000;
+
+/// Journal batches in flight at once. One batch's write and flush take a
+/// device round trip during which the records of the next queue up; with
+/// a second batch allowed to start meanwhile, a record waits for a free
+/// slot rather than for the whole round trip of the batch before it, and
+/// devices that take several requests at once (NVMe, virtio-blk, a file
+/// on an SSD) overlap the two flushes.
+pub const MAX_IN_FLIGHT: usize = 2;
 
 /// Objects of at most this many bytes travel in the journal with their
 /// record instead of being written on their own (see [`crate::overlay`]).
@@ -205,23 +215,37 @@ struct Inner {
     checkpoint_extents: Vec<Extent>,
     ids: VersionIdGenerator,
     /// Journal page where the next batch goes, and the chain value it names.
+    /// A batch claims its pages when it is taken, so these run ahead of
+    /// what is durable while batches are in flight.
     head: u64,
     prev_crc: u32,
     /// Sequence number of the last record applied in memory.
     applied_seq: u64,
-    /// Sequence number of the last record that is durable.
+    /// Sequence number of the last record taken into a batch.
+    taken_seq: u64,
+    /// Sequence number of the last record that is durable: every batch up
+    /// to it completed its flush.
     durable_seq: u64,
     /// Records up to this one have their chunks on stable storage: they
     /// were submitted (after their chunk writes completed) before a flush
     /// that has since completed started. A batch of such records needs no
     /// flush of its own before its journal write.
     data_durable_seq: u64,
-    /// Records `durable_seq + 1 ..= applied_seq`, not yet written.
+    /// Records `taken_seq + 1 ..= applied_seq`, not yet taken.
     pending: Vec<Pending>,
     /// Every logged chunk of a record up to this one is in the data area
     /// and flushed: replay needs no image of them. Written into each batch.
     images_durable_seq: u64,
-    committing: bool,
+    /// Batches written and not yet known durable, oldest first: the last
+    /// sequence number of each, and whether its flush completed. Records
+    /// become durable in order, so a batch that completes before an older
+    /// one waits for it.
+    in_flight: VecDeque<(u64, bool)>,
+    /// A checkpoint is being written: nothing else is in flight, and no
+    /// batch starts until it is done.
+    checkpointing: bool,
+    /// A checkpoint is due and waits for the batches in flight to finish.
+    checkpoint_waiting: bool,
     /// The next commit writes a checkpoint whatever the journal's fill.
     force_checkpoint: bool,
     waiters: Vec<Waker>,
@@ -240,6 +264,27 @@ impl Inner {
     fn journal_used_pages(&self) -> u64 {
         let journal = self.superblock.journal_pages;
         (self.head + journal - self.superblock.replay_position) % journal
+    }
+
+    /// Whether a task may start a commit now: work is waiting, a slot is
+    /// free and no checkpoint runs.
+    fn may_lead(&self) -> bool {
+        !self.pending.is_empty()
+            && !self.checkpointing
+            && self.in_flight.len() < MAX_IN_FLIGHT
+            && (self.in_flight.is_empty() || !self.checkpoint_waiting)
+    }
+
+    /// Records batch `through_seq` as flushed and advances `durable_seq`
+    /// over every completed batch at the front.
+    fn complete(&mut self, through_seq: u64) {
+        if let Some(entry) = self.in_flight.iter_mut().find(|entry| entry.0 == through_seq) {
+            entry.1 = true;
+        }
+        while let Some(&(seq, true)) = self.in_flight.front() {
+            self.durable_seq = seq;
+            self.in_flight.pop_front();
+        }
     }
 
     fn wake_all(&mut self) {
@@ -281,10 +326,39 @@ enum ChunkData {
 }
 
 enum Work {
-    /// Records to log, then maybe a checkpoint of the state they lead to.
-    Batch { pending: Vec<Pending>, first_seq: u64, checkpoint: Option<Vec<u8>> },
-    /// The journal has no room for the records: the checkpoint takes them.
-    Absorb { state: Vec<u8>, through_seq: u64 },
+    /// Records to log.
+    Batch(PlacedBatch),
+    /// A checkpoint of the state through `through_seq`, after logging the
+    /// records that lead to it if the journal has room for them.
+    Checkpoint { batch: Option<PlacedBatch>, state: Vec<u8>, through_seq: u64 },
+}
+
+/// A batch encoded for its place in the journal.
+struct PlacedBatch {
+    /// Padding to the journal's end first: its page and bytes.
+    padding: Option<(u64, IoBuf)>,
+    page: u64,
+    buf: IoBuf,
+    through_seq: u64,
+    records: usize,
+    claims: FlushClaims,
+}
+
+/// What the flush after a batch's write makes true, captured when the
+/// batch was taken.
+#[derive(Clone, Copy)]
+struct FlushClaims {
+    /// Every record up to this one had its chunks written before.
+    submitted_through: u64,
+    /// Every logged chunk of a record up to this one was written back.
+    written_back_through: u64,
+}
+
+impl FlushClaims {
+    fn apply(self, inner: &mut Inner) {
+        inner.data_durable_seq = inner.data_durable_seq.max(self.submitted_through);
+        inner.images_durable_seq = inner.images_durable_seq.max(self.written_back_through);
+    }
 }
 
 /// Counters of the committer, for metrics.
@@ -301,6 +375,8 @@ pub struct CommitCounters {
     pub logged_chunks: AtomicU64,
     pub write_backs: AtomicU64,
     pub written_back_chunks: AtomicU64,
+    /// Batches that started while another was in flight.
+    pub overlapped_batches: AtomicU64,
 }
 
 /// A copy of [`CommitCounters`].
@@ -313,6 +389,7 @@ pub struct CommitSnapshot {
     pub logged_chunks: u64,
     pub write_backs: u64,
     pub written_back_chunks: u64,
+    pub overlapped_batches: u64,
 }
 
 pub struct Store<D: BlockDevice> {
@@ -608,6 +685,13 @@ impl<D: BlockDevice> Store<D> {
                 overlay.insert(Unwritten { chunk: *chunk, pages: Arc::new(pages), seq: *seq, freed_at: None });
             });
         }
+        // A new session: batches from now on carry a generation no batch
+        // on the disk has (see `journal`), so one left whole behind a lost
+        // batch of the last session never chains to this session's.
+        let loaded_generation = superblock.generation;
+        superblock = Superblock { generation: superblock.generation + 1, ..superblock };
+        write_superblock(&device, lbas_per_page, &superblock).await?;
+        device.flush().await?;
         let free_pages = map.free_pages();
         let reserve = reserve_for(&checkpoint_extents);
         let ids = VersionIdGenerator::resume_after(meta.last_id);
@@ -619,11 +703,14 @@ impl<D: BlockDevice> Store<D> {
             head: position,
             prev_crc,
             applied_seq: next_seq - 1,
+            taken_seq: next_seq - 1,
             durable_seq: next_seq - 1,
             data_durable_seq: next_seq - 1,
             pending: Vec::new(),
             images_durable_seq,
-            committing: false,
+            in_flight: VecDeque::new(),
+            checkpointing: false,
+            checkpoint_waiting: false,
             force_checkpoint: false,
             waiters: Vec::new(),
             stopped: false,
@@ -640,7 +727,7 @@ impl<D: BlockDevice> Store<D> {
             lbas_per_page,
         };
         let report = OpenReport {
-            generation: superblock.generation,
+            generation: loaded_generation,
             checkpoint_seq: superblock.checkpoint_seq,
             replayed_batches,
             replayed_records,
@@ -694,6 +781,7 @@ impl<D: BlockDevice> Store<D> {
             logged_chunks: c.logged_chunks.load(Ordering::Relaxed),
             write_backs: c.write_backs.load(Ordering::Relaxed),
             written_back_chunks: c.written_back_chunks.load(Ordering::Relaxed),
+            overlapped_batches: c.overlapped_batches.load(Ordering::Relaxed),
         }
     }
 
@@ -769,35 +857,29 @@ impl<D: BlockDevice> Store<D> {
     async fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
         loop {
             let lead = {
-                let mut inner = self.inner.lock();
+                let inner = self.inner.lock();
                 if inner.stopped {
                     return Err(StoreError::Stopped);
                 }
                 if inner.durable_seq >= seq {
                     return Ok(());
                 }
-                if inner.committing {
-                    false
-                } else {
-                    inner.committing = true;
-                    true
-                }
+                inner.may_lead()
             };
             if lead {
                 let guard = LeaderGuard { store: self };
                 let result = self.lead().await;
                 core::mem::forget(guard);
-                let mut inner = self.inner.lock();
-                inner.committing = false;
                 if result.is_err() {
+                    let mut inner = self.inner.lock();
                     inner.stopped = true;
+                    inner.wake_all();
                 }
-                inner.wake_all();
                 continue;
             }
             poll_fn(|cx| {
                 let mut inner = self.inner.lock();
-                if inner.stopped || inner.durable_seq >= seq || !inner.committing {
+                if inner.stopped || inner.durable_seq >= seq || inner.may_lead() {
                     return Poll::Ready(());
                 }
                 inner.waiters.push(cx.waker().clone());
@@ -807,78 +889,29 @@ impl<D: BlockDevice> Store<D> {
         }
     }
 
-    /// The committer: writes batches (or checkpoints) until nothing is pending.
+    /// A committer: writes batches (or a checkpoint) while records wait
+    /// and it may (see [`Inner::may_lead`]); up to [`MAX_IN_FLIGHT`] run at
+    /// once, each with its own batch.
     ///
     /// One flush per batch in steady state. A record is ready for the
     /// journal when the chunks it references are durable or travel with
     /// it: the flush that makes batch n's journal write durable also makes
     /// durable the chunks of every record submitted before it started, so
-    /// batch n+1 takes those records without a flush of its own. Records
-    /// submitted later with chunks written to the device wait for the next
-    /// round. Only a batch with no ready record (or a checkpoint, whose
-    /// state includes every applied record) flushes data first.
+    /// a later batch takes those records without a flush of its own.
+    /// Records submitted later with chunks written to the device wait for
+    /// a later round. Only a batch with no ready record (or a checkpoint,
+    /// whose state includes every applied record) flushes data first.
+    ///
+    /// Batches in flight together are written to consecutive journal
+    /// places and may reach the media in either order; replay stops at the
+    /// first one missing or torn, so a later one that made it is ignored
+    /// (none of its records was acknowledged: they wait for every batch
+    /// before theirs). A checkpoint runs alone: it names the journal head
+    /// as the place replay starts, which must hold nothing in flight.
     async fn lead(&self) -> Result<(), StoreError> {
         loop {
-            let (work, data_flush) = {
-                let mut inner = self.inner.lock();
-                if inner.pending.is_empty() {
-                    return Ok(());
-                }
-                let journal_pages = inner.superblock.journal_pages;
-                let all_bytes: usize = inner.pending.iter().map(Pending::journal_bytes).sum();
-                let pages = u64::from(journal::batch_pages(all_bytes));
-                let padding = if inner.head + pages > journal_pages { journal_pages - inner.head } else { 0 };
-                let used_after = inner.journal_used_pages() + padding + pages;
-                // The state is serialized now, under the lock that took the
-                // records, so it is exactly the state they lead to.
-                let snapshot =
-                    |meta: &MetaState| postcard::to_allocvec(meta).map_err(|_| StoreError::CorruptCheckpoint);
-                let first_seq = inner.durable_seq + 1;
-                let data_durable_seq = inner.data_durable_seq;
-                let is_ready = |index: usize, pending: &Pending| {
-                    !pending.needs_data || first_seq + index as u64 <= data_durable_seq
-                };
-                let all_ready = inner.pending.iter().enumerate().all(|(index, pending)| is_ready(index, pending));
-                let data_flush = (!all_ready).then_some(inner.applied_seq);
-                if used_after >= journal_pages {
-                    inner.force_checkpoint = false;
-                    inner.pending.clear();
-                    (Work::Absorb { state: snapshot(&inner.meta)?, through_seq: inner.applied_seq }, data_flush)
-                } else {
-                    // Also after many records: replay time grows with the
-                    // records, whatever their size (small PUTs fill the
-                    // journal slowly but replay at ~1 µs each).
-                    let since_checkpoint = inner.applied_seq - inner.superblock.checkpoint_seq;
-                    if used_after > journal_pages / 2
-                        || inner.force_checkpoint
-                        || since_checkpoint > CHECKPOINT_EVERY_RECORDS
-                    {
-                        inner.force_checkpoint = false;
-                        let checkpoint = Some(snapshot(&inner.meta)?);
-                        let pending = core::mem::take(&mut inner.pending);
-                        (Work::Batch { first_seq, pending, checkpoint }, data_flush)
-                    } else {
-                        // The ready prefix, at most a quarter of the journal
-                        // (a record alone is never more: see `submit`); if
-                        // the first record is not ready, a data flush makes
-                        // every pending record ready.
-                        let cap = inner.max_batch_bytes() - journal::HEADER_BYTES;
-                        let first_ready = is_ready(0, &inner.pending[0]);
-                        let mut bytes = 0;
-                        let mut take = 0;
-                        for (index, pending) in inner.pending.iter().enumerate() {
-                            bytes += pending.journal_bytes();
-                            if index > 0 && (bytes > cap || (first_ready && !is_ready(index, pending))) {
-                                break;
-                            }
-                            take += 1;
-                        }
-                        let rest = inner.pending.split_off(take);
-                        let pending = core::mem::replace(&mut inner.pending, rest);
-                        let data_flush = (!first_ready).then_some(inner.applied_seq);
-                        (Work::Batch { first_seq, pending, checkpoint: None }, data_flush)
-                    }
-                }
+            let Some((work, data_flush)) = self.take_work()? else {
+                return Ok(());
             };
             // Chunks the records reference were written before they were
             // submitted: this flush makes them durable before the records.
@@ -889,39 +922,119 @@ impl<D: BlockDevice> Store<D> {
                 inner.data_durable_seq = inner.data_durable_seq.max(submitted_through);
             }
             match work {
-                Work::Batch { pending, first_seq, checkpoint } => {
-                    let through_seq = first_seq + pending.len() as u64 - 1;
-                    self.write_batch(pending, first_seq).await?;
-                    if let Some(state) = checkpoint {
-                        self.write_checkpoint(state, through_seq).await?;
-                    }
+                Work::Batch(batch) => {
+                    let through_seq = batch.through_seq;
+                    let claims = self.write_batch(batch).await?;
+                    let mut inner = self.inner.lock();
+                    inner.complete(through_seq);
+                    claims.apply(&mut inner);
+                    self.reclaim(&inner);
+                    inner.wake_all();
                 }
-                Work::Absorb { state, through_seq } => self.write_checkpoint(state, through_seq).await?,
+                Work::Checkpoint { batch, state, through_seq } => {
+                    if let Some(batch) = batch {
+                        let claims = self.write_batch(batch).await?;
+                        claims.apply(&mut self.inner.lock());
+                    }
+                    self.write_checkpoint(state, through_seq).await?;
+                    let mut inner = self.inner.lock();
+                    inner.checkpointing = false;
+                    self.reclaim(&inner);
+                    inner.wake_all();
+                }
             }
-            let mut inner = self.inner.lock();
-            self.reclaim(&inner);
-            inner.wake_all();
         }
     }
 
-    async fn write_batch(&self, pending: Vec<Pending>, first_seq: u64) -> Result<(), StoreError> {
-        let (journal_start, journal_pages, mut head, mut prev_crc, images_durable_seq) = {
-            let inner = self.inner.lock();
-            (
-                inner.superblock.journal_start_page,
-                inner.superblock.journal_pages,
-                inner.head,
-                inner.prev_crc,
-                inner.images_durable_seq,
-            )
-        };
+    /// Takes the next work under the lock: a batch of the ready records
+    /// (placed in the journal and encoded now, so the batch after it can
+    /// chain to it), or a checkpoint once nothing else is in flight. `None`
+    /// when there is nothing to do or this task may not start it.
+    fn take_work(&self) -> Result<Option<(Work, Option<u64>)>, StoreError> {
+        let mut inner = self.inner.lock();
+        if !inner.may_lead() {
+            return Ok(None);
+        }
+        let journal_pages = inner.superblock.journal_pages;
+        let all_bytes: usize = inner.pending.iter().map(Pending::journal_bytes).sum();
+        let pages = u64::from(journal::batch_pages(all_bytes));
+        let padding = if inner.head + pages > journal_pages { journal_pages - inner.head } else { 0 };
+        let used_after = inner.journal_used_pages() + padding + pages;
+        let first_seq = inner.taken_seq + 1;
+        let data_durable_seq = inner.data_durable_seq;
+        let is_ready =
+            |index: usize, pending: &Pending| !pending.needs_data || first_seq + index as u64 <= data_durable_seq;
+        // Also after many records: replay time grows with the records,
+        // whatever their size (small PUTs fill the journal slowly but
+        // replay at ~1 µs each).
+        let since_checkpoint = inner.applied_seq - inner.superblock.checkpoint_seq;
+        let checkpoint_due = used_after >= journal_pages
+            || used_after > journal_pages / 2
+            || inner.force_checkpoint
+            || since_checkpoint > CHECKPOINT_EVERY_RECORDS;
+        if checkpoint_due {
+            if !inner.in_flight.is_empty() {
+                // The last batch in flight to finish takes it.
+                inner.checkpoint_waiting = true;
+                return Ok(None);
+            }
+            inner.checkpoint_waiting = false;
+            let all_ready = inner.pending.iter().enumerate().all(|(index, pending)| is_ready(index, pending));
+            let data_flush = (!all_ready).then_some(inner.applied_seq);
+            inner.force_checkpoint = false;
+            inner.checkpointing = true;
+            // The state is serialized now, under the lock that took the
+            // records, so it is exactly the state they lead to.
+            let state = postcard::to_allocvec(&inner.meta).map_err(|_| StoreError::CorruptCheckpoint)?;
+            let through_seq = inner.applied_seq;
+            let pending = core::mem::take(&mut inner.pending);
+            inner.taken_seq = through_seq;
+            // With no room for the records, the checkpoint takes them.
+            let batch = (used_after < journal_pages).then(|| self.place_batch(&mut inner, pending, first_seq));
+            return Ok(Some((Work::Checkpoint { batch, state, through_seq }, data_flush)));
+        }
+        // The ready prefix, at most a quarter of the journal (a record
+        // alone is never more: see `submit`); if the first record is not
+        // ready, a data flush makes every pending record ready.
+        let cap = inner.max_batch_bytes() - journal::HEADER_BYTES;
+        let first_ready = is_ready(0, &inner.pending[0]);
+        let mut bytes = 0;
+        let mut take = 0;
+        for (index, pending) in inner.pending.iter().enumerate() {
+            bytes += pending.journal_bytes();
+            if index > 0 && (bytes > cap || (first_ready && !is_ready(index, pending))) {
+                break;
+            }
+            take += 1;
+        }
+        let rest = inner.pending.split_off(take);
+        let pending = core::mem::replace(&mut inner.pending, rest);
+        let data_flush = (!first_ready).then_some(inner.applied_seq);
+        inner.taken_seq += take as u64;
+        let batch = self.place_batch(&mut inner, pending, first_seq);
+        if !inner.in_flight.is_empty() {
+            self.counters.overlapped_batches.fetch_add(1, Ordering::Relaxed);
+        }
+        inner.in_flight.push_back((batch.through_seq, false));
+        Ok(Some((Work::Batch(batch), data_flush)))
+    }
+
+    /// Encodes `pending` as the batch at the journal head (after padding to
+    /// the journal's end if it does not fit before it) and moves the head
+    /// past it.
+    fn place_batch(&self, inner: &mut Inner, pending: Vec<Pending>, first_seq: u64) -> PlacedBatch {
+        let journal_start = inner.superblock.journal_start_page;
+        let journal_pages = inner.superblock.journal_pages;
+        let session = inner.superblock.generation as u32;
         let bytes: usize = pending.iter().map(Pending::journal_bytes).sum();
         let pages = u64::from(journal::batch_pages(bytes));
-        if head + pages > journal_pages {
-            let (buf, header) = journal::encode_padding(first_seq, prev_crc, (journal_pages - head) as u32);
-            self.write_at(journal_start + head, buf).await?;
-            prev_crc = header.header_crc;
-            head = 0;
+        let mut padding = None;
+        if inner.head + pages > journal_pages {
+            let (buf, header) =
+                journal::encode_padding(session, first_seq, inner.prev_crc, (journal_pages - inner.head) as u32);
+            padding = Some((journal_start + inner.head, buf));
+            inner.prev_crc = header.header_crc;
+            inner.head = 0;
         }
         let records: Vec<&[u8]> = pending.iter().map(|p| p.encoded.as_slice()).collect();
         let images: Vec<(u64, &[u8])> = pending
@@ -932,26 +1045,41 @@ impl<D: BlockDevice> Store<D> {
                     .map(|(chunk, pages)| (chunk.extent.start_page, &pages.as_slice()[..chunk.len_bytes as usize]))
             })
             .collect();
-        let (buf, header) = journal::encode_batch(first_seq, prev_crc, &records, &images, images_durable_seq);
+        // The header vouches only for write-backs a completed flush made
+        // durable: this batch may reach the media without its own flush.
+        let (buf, header) =
+            journal::encode_batch(session, first_seq, inner.prev_crc, &records, &images, inner.images_durable_seq);
+        let page = journal_start + inner.head;
+        inner.head = (inner.head + pages) % journal_pages;
+        inner.prev_crc = header.header_crc;
         // Every record submitted by now had its chunks written, and every
         // logged chunk no longer waiting in memory was written back: the
         // flush after the batch's write makes them durable too (see `lead`).
-        let (submitted_through, written_back_through) = {
-            let inner = self.inner.lock();
-            (inner.applied_seq, self.device.overlay.lock().written_back_through(inner.applied_seq))
+        let claims = FlushClaims {
+            submitted_through: inner.applied_seq,
+            written_back_through: self.device.overlay.lock().written_back_through(inner.applied_seq),
         };
-        let (result, _) = self.device.write_durable((journal_start + head) * self.lbas_per_page, buf).await;
+        PlacedBatch {
+            padding,
+            page,
+            buf,
+            through_seq: first_seq + pending.len() as u64 - 1,
+            records: pending.len(),
+            claims,
+        }
+    }
+
+    /// Writes a placed batch and flushes; returns what the flush vouches for.
+    async fn write_batch(&self, batch: PlacedBatch) -> Result<FlushClaims, StoreError> {
+        if let Some((page, buf)) = batch.padding {
+            self.write_at(page, buf).await?;
+        }
+        let (result, _) = self.device.write_durable(batch.page * self.lbas_per_page, batch.buf).await;
         result?;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
-        self.counters.records.fetch_add(pending.len() as u64, Ordering::Relaxed);
-        let mut inner = self.inner.lock();
-        inner.head = (head + pages) % journal_pages;
-        inner.prev_crc = header.header_crc;
-        inner.durable_seq = first_seq + pending.len() as u64 - 1;
-        inner.data_durable_seq = inner.data_durable_seq.max(submitted_through);
-        inner.images_durable_seq = inner.images_durable_seq.max(written_back_through);
-        Ok(())
+        self.counters.records.fetch_add(batch.records as u64, Ordering::Relaxed);
+        Ok(batch.claims)
     }
 
     async fn write_at(&self, page: u64, buf: IoBuf) -> Result<(), StoreError> {
@@ -1661,7 +1789,6 @@ struct LeaderGuard<'a, D: BlockDevice> {
 impl<D: BlockDevice> Drop for LeaderGuard<'_, D> {
     fn drop(&mut self) {
         let mut inner = self.store.inner.lock();
-        inner.committing = false;
         inner.stopped = true;
         inner.wake_all();
     }

@@ -356,6 +356,8 @@ struct Stats {
     /// that hashed them (more objects than batches: some went together).
     md5_digests: u64,
     md5_batches: u64,
+    /// Journal batches that started while another was in flight.
+    overlapped_batches: u64,
 }
 
 impl Stats {
@@ -368,6 +370,7 @@ impl Stats {
         self.writes_dropped += other.writes_dropped;
         self.logged_chunks += other.logged_chunks;
         self.write_backs += other.write_backs;
+        self.overlapped_batches += other.overlapped_batches;
         self.restored_at_open += other.restored_at_open;
         self.md5_digests += other.md5_digests;
         self.md5_batches += other.md5_batches;
@@ -444,6 +447,7 @@ fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
         let counters = shared.commit_counters();
         stats.logged_chunks += counters.logged_chunks;
         stats.write_backs += counters.write_backs;
+        stats.overlapped_batches += counters.overlapped_batches;
         let (digests, batches) = shared.md5_batch_counts();
         stats.md5_digests += digests;
         stats.md5_batches += batches;
@@ -516,6 +520,8 @@ fn fixed_seeds_survive_a_thousand_cuts() {
     // were found at reopen only in the journal (and read back intact).
     assert!(total.logged_chunks > 1_000 && total.write_backs > 100 && total.restored_at_open > 100, "{total:?}");
     assert!(total.md5_digests > total.md5_batches + 300, "objects were hashed together: {total:?}");
+    // Cuts also landed while two journal batches were in flight.
+    assert!(total.overlapped_batches > 300, "{total:?}");
     let expired = EXPIRED_VERSIONS.load(Ordering::Relaxed);
     println!("versions removed by the GC hook: {expired}");
     assert!(expired > 100, "the GC hook ran and removed versions: {expired}");

@@ -560,9 +560,11 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path) {
         let before = store.commit_counters();
         let seconds = concurrent_puts(&store, &bucket, writers, per_writer, &data, |w, i| format!("w{w}/o{i}"));
         let after = store.commit_counters();
+        let batches = (after.batches - before.batches).max(1) as f64;
         batch_shapes.push((
-            (after.records - before.records) as f64 / (after.batches - before.batches).max(1) as f64,
-            (after.flushes - before.flushes) as f64 / (after.batches - before.batches).max(1) as f64,
+            (after.records - before.records) as f64 / batches,
+            (after.flushes - before.flushes) as f64 / batches,
+            (after.overlapped_batches - before.overlapped_batches) as f64 / batches,
         ));
         rates.push((writers * per_writer) as f64 / seconds);
         // What one flush per PUT would allow: a 4 KiB write and an fdatasync.
@@ -593,6 +595,12 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path) {
         median(batch_shapes.iter().map(|shape| shape.1).collect()),
         None,
         "flushes",
+    ));
+    rows.push(Row::new(
+        format!("group commit, {writers} writers: share of batches started while another was in flight"),
+        median(batch_shapes.iter().map(|shape| shape.2).collect()),
+        None,
+        "",
     ));
     let (commits, commit_ns) = {
         let after = store.device().commits();
