@@ -11,10 +11,10 @@
 //! yet, writes them as one journal batch, and flushes again; all their
 //! submitters wake together (group commit). Up to [`MAX_IN_FLIGHT`]
 //! batches are in flight at once, each with its own committer; records
-//! are acknowledged in order, once every batch up to theirs is flushed. A small object's chunk
-//! is not written by its PUT at all: its bytes travel in the batch with
-//! the record (see [`crate::overlay`]) and reach the data area later, many
-//! in one write. When the journal is half
+//! are acknowledged in order, once every batch up to theirs is flushed.
+//! A small object's chunk is not written by its PUT at all: its bytes
+//! travel in the batch with the record (see [`crate::overlay`]) and reach
+//! the data area later, many in one write. When the journal is half
 //! full the committer writes a checkpoint (the whole state, into data
 //! extents) instead of a batch, then a new superblock that starts replay
 //! after it. An I/O error while committing stops the store: memory may then
@@ -968,10 +968,8 @@ impl<D: BlockDevice> Store<D> {
         // whatever their size (small PUTs fill the journal slowly but
         // replay at ~1 µs each).
         let since_checkpoint = inner.applied_seq - inner.superblock.checkpoint_seq;
-        let checkpoint_due = used_after >= journal_pages
-            || used_after > journal_pages / 2
-            || inner.force_checkpoint
-            || since_checkpoint > CHECKPOINT_EVERY_RECORDS;
+        let checkpoint_due =
+            used_after > journal_pages / 2 || inner.force_checkpoint || since_checkpoint > CHECKPOINT_EVERY_RECORDS;
         if checkpoint_due {
             if !inner.in_flight.is_empty() {
                 // The last batch in flight to finish takes it.

@@ -7,7 +7,8 @@
 //! promise). In yielding mode requests take time, as a real device's do:
 //! a write is in flight until its future completes, and a flush makes
 //! durable, when it completes, only the writes that had completed when it
-//! was issued (a write still in flight then is not covered). After a cut the device is gone until [`SimDisk::restart`].
+//! was issued (a write still in flight then is not covered). After a cut
+//! the device is gone until [`SimDisk::restart`].
 //! Read errors and bit flips can be injected at chosen blocks. All choices
 //! come from a seeded generator, so a failing seed replays exactly.
 
@@ -84,12 +85,12 @@ pub struct SimDisk {
 /// Completes after yielding to the executor a few times, as a real
 /// device's request takes a while, so that concurrent tasks interleave
 /// around I/O and requests complete out of the order they were issued.
-pub struct YieldOnce<T> {
+pub struct Delayed<T> {
     value: Option<T>,
     yields: u32,
 }
 
-impl<T: Unpin> Future for YieldOnce<T> {
+impl<T: Unpin> Future for Delayed<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
@@ -178,10 +179,10 @@ impl SimDisk {
 
     /// In yielding mode a request takes one to three executor rounds
     /// (drawn from the seeded generator).
-    fn complete<T: Unpin>(&self, value: T) -> YieldOnce<T> {
+    fn complete<T: Unpin>(&self, value: T) -> Delayed<T> {
         let yields =
             if self.yielding.load(Ordering::Relaxed) { 1 + (next(&mut self.state.lock().rng) % 3) as u32 } else { 0 };
-        YieldOnce { value: Some(value), yields }
+        Delayed { value: Some(value), yields }
     }
 
     fn cut_locked(&self, state: &mut State) -> CutReport {
@@ -263,15 +264,21 @@ impl SimDisk {
         if state.gone {
             return Err(BlockError::DeviceGone);
         }
-        let pending = core::mem::take(&mut state.pending);
-        for write in pending {
-            if covered.binary_search(&write.id).is_ok() {
-                state.durable[write.offset..write.offset + write.data.len()].copy_from_slice(&write.data);
-            } else {
-                state.pending.push(write);
-            }
-        }
+        persist(&mut state, |id| covered.binary_search(&id).is_ok());
         Ok(())
+    }
+}
+
+/// Puts the completed writes `covered` accepts on the media; the others
+/// stay unflushed.
+fn persist(state: &mut State, covered: impl Fn(u64) -> bool) {
+    let pending = core::mem::take(&mut state.pending);
+    for write in pending {
+        if covered(write.id) {
+            state.durable[write.offset..write.offset + write.data.len()].copy_from_slice(&write.data);
+        } else {
+            state.pending.push(write);
+        }
     }
 }
 
@@ -349,10 +356,7 @@ impl BlockDevice for SimDisk {
             covered.sort_unstable();
             Ok(Some(covered))
         } else {
-            let pending = core::mem::take(&mut state.pending);
-            for write in pending {
-                state.durable[write.offset..write.offset + write.data.len()].copy_from_slice(&write.data);
-            }
+            persist(&mut state, |_| true);
             state.flushes += 1;
             Ok(None)
         };
