@@ -73,6 +73,9 @@ struct State {
     ops: u64,
     cut_at_op: Option<u64>,
     last_cut: Option<CutReport>,
+    /// Power cuts so far: a flush issued before one fails, even if it
+    /// completes after the restart.
+    cuts: u64,
 }
 
 pub struct SimDisk {
@@ -134,6 +137,7 @@ impl SimDisk {
                 ops: 0,
                 cut_at_op: None,
                 last_cut: None,
+                cuts: 0,
             }),
             yielding: AtomicBool::new(false),
         }
@@ -210,6 +214,7 @@ impl SimDisk {
         }
         state.visible = state.durable.clone();
         state.gone = true;
+        state.cuts += 1;
         state.last_cut = Some(report);
         report
     }
@@ -258,10 +263,11 @@ impl SimDisk {
     }
 
     /// A flush issued in yielding mode completes: the writes it covers
-    /// (those completed when it was issued) reach the media.
-    fn finish_flush(&self, covered: &[u64]) -> Result<(), BlockError> {
+    /// (those completed when it was issued) reach the media, unless the
+    /// power went since it was issued (`cuts` then).
+    fn finish_flush(&self, covered: &[u64], cuts: u64) -> Result<(), BlockError> {
         let mut state = self.state.lock();
-        if state.gone {
+        if state.gone || state.cuts != cuts {
             return Err(BlockError::DeviceGone);
         }
         persist(&mut state, |id| covered.binary_search(&id).is_ok());
@@ -348,6 +354,7 @@ impl BlockDevice for SimDisk {
         self.start_op(&mut state);
         // Ok(Some(ids)): the completed writes this flush covers, made
         // durable when it completes.
+        let cuts = state.cuts;
         let issued = if state.gone {
             Err(BlockError::DeviceGone)
         } else if yielding {
@@ -365,7 +372,7 @@ impl BlockDevice for SimDisk {
             match issued {
                 Ok(Some(covered)) => {
                     self.complete(()).await;
-                    self.finish_flush(&covered)
+                    self.finish_flush(&covered, cuts)
                 }
                 Ok(None) => Ok(()),
                 Err(error) => Err(error),
