@@ -68,6 +68,9 @@ pub enum SuperblockError {
     UnknownVersion(u32),
     /// Fields that contradict each other or the device.
     BadGeometry,
+    /// The generation counter has no successor left (a valid copy holds
+    /// nearly `u64::MAX`: written by no Rustcore, which counts up by one).
+    LastGeneration,
 }
 
 fn le_u32(bytes: &[u8], at: usize) -> u32 {
@@ -81,6 +84,12 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
 }
 
 impl Superblock {
+    /// This superblock `step` generations on.
+    pub fn after(&self, step: u64) -> Result<Self, SuperblockError> {
+        let generation = self.generation.checked_add(step).ok_or(SuperblockError::LastGeneration)?;
+        Ok(Self { generation, ..*self })
+    }
+
     /// Which page this generation goes to.
     pub fn copy_page(&self) -> u64 {
         self.generation % 2

@@ -16,8 +16,8 @@
 //! travel in the batch with the record (see [`crate::overlay`]) and reach
 //! the data area later, many in one write. When the journal is half
 //! full the committer writes a checkpoint (the whole state, into data
-//! extents) instead of a batch, then a new superblock that starts replay
-//! after it. An I/O error while committing stops the store: memory may then
+//! extents) after its batch, then a new superblock that starts replay
+//! after that batch; other batches go on beside it meanwhile. An I/O error while committing stops the store: memory may then
 //! hold changes the disk does not, so every later call fails until the
 //! store is opened again, which replays what is durable.
 
@@ -241,11 +241,16 @@ struct Inner {
     /// become durable in order, so a batch that completes before an older
     /// one waits for it.
     in_flight: VecDeque<(u64, bool)>,
-    /// A checkpoint is being written: nothing else is in flight, and no
-    /// batch starts until it is done.
+    /// A checkpoint is being written. It started with nothing else in
+    /// flight; batches taken after it go to the journal meanwhile, after
+    /// the place its superblock names (see [`Store::lead`]).
     checkpointing: bool,
     /// A checkpoint is due and waits for the batches in flight to finish.
     checkpoint_waiting: bool,
+    /// While a checkpoint is written, the next batch cannot go beside it
+    /// (no room without the space it frees, or another checkpoint is
+    /// asked for): nothing starts until it ends.
+    blocked_by_checkpoint: bool,
     /// The next commit writes a checkpoint whatever the journal's fill.
     force_checkpoint: bool,
     waiters: Vec<Waker>,
@@ -266,11 +271,14 @@ impl Inner {
         (self.head + journal - self.superblock.replay_position) % journal
     }
 
-    /// Whether a task may start a commit now: work is waiting, a slot is
-    /// free and no checkpoint runs.
+    /// Whether a task may start a commit now: the store runs, work is
+    /// waiting, a slot is free, no checkpoint waits for the batches in
+    /// flight and none holds the next batch back. [`Store::take_work`]
+    /// then has work for it: were it to refuse, the task would spin.
     fn may_lead(&self) -> bool {
-        !self.pending.is_empty()
-            && !self.checkpointing
+        !self.stopped
+            && !self.pending.is_empty()
+            && !self.blocked_by_checkpoint
             && self.in_flight.len() < MAX_IN_FLIGHT
             && (self.in_flight.is_empty() || !self.checkpoint_waiting)
     }
@@ -329,8 +337,17 @@ enum Work {
     /// Records to log.
     Batch(PlacedBatch),
     /// A checkpoint of the state through `through_seq`, after logging the
-    /// records that lead to it if the journal has room for them.
-    Checkpoint { batch: Option<PlacedBatch>, state: Vec<u8>, through_seq: u64 },
+    /// records that lead to it if the journal has room for them; replay
+    /// will start at `replay_from`, the journal head after that batch.
+    Checkpoint { batch: Option<PlacedBatch>, state: Vec<u8>, through_seq: u64, replay_from: JournalPlace },
+}
+
+/// A place in the journal: its page, and the chain value the batch there
+/// must name.
+#[derive(Clone, Copy)]
+struct JournalPlace {
+    page: u64,
+    prev_crc: u32,
 }
 
 /// A batch encoded for its place in the journal.
@@ -377,6 +394,8 @@ pub struct CommitCounters {
     pub written_back_chunks: AtomicU64,
     /// Batches that started while another was in flight.
     pub overlapped_batches: AtomicU64,
+    /// Batches that started while a checkpoint was being written.
+    pub batches_beside_checkpoints: AtomicU64,
 }
 
 /// A copy of [`CommitCounters`].
@@ -390,6 +409,7 @@ pub struct CommitSnapshot {
     pub write_backs: u64,
     pub written_back_chunks: u64,
     pub overlapped_batches: u64,
+    pub batches_beside_checkpoints: u64,
 }
 
 pub struct Store<D: BlockDevice> {
@@ -528,10 +548,12 @@ impl<D: BlockDevice> Store<D> {
         let device_pages = geometry.capacity_bytes() / PAGE_BYTES;
         let lbas_per_page = PAGE_BYTES / u64::from(geometry.block_bytes);
         let mut best: Result<Superblock, SuperblockError> = Err(SuperblockError::BadMagic);
+        let mut valid_copies = 0;
         for page in [0, 1] {
             let buf = read_pages(&device, Extent { start_page: page, pages: 1 }).await?;
             match Superblock::decode_checked(buf.as_slice(), device_pages) {
                 Ok(copy) if copy.copy_page() == page => {
+                    valid_copies += 1;
                     if best.as_ref().is_ok_and(|b| b.generation >= copy.generation) {
                         continue;
                     }
@@ -551,9 +573,8 @@ impl<D: BlockDevice> Store<D> {
             // an older build must find no copy it can read.
             for _ in 0..2 {
                 let copy = Superblock {
-                    generation: superblock.generation + 1,
                     format_version: crate::layout::FORMAT_VERSION,
-                    ..superblock
+                    ..superblock.after(1).map_err(StoreError::NotFormatted)?
                 };
                 write_superblock(&device, lbas_per_page, &copy).await?;
                 device.flush().await?;
@@ -687,9 +708,14 @@ impl<D: BlockDevice> Store<D> {
         }
         // A new session: batches from now on carry a generation no batch
         // on the disk has (see `journal`), so one left whole behind a lost
-        // batch of the last session never chains to this session's.
+        // batch of the last session never chains to this session's. With
+        // one copy unreadable, that copy may have been the newest, one
+        // generation on, and batches may carry it: the session skips past
+        // it, to a generation of the same parity, so the write goes over
+        // the unreadable copy and the valid one stays.
         let loaded_generation = superblock.generation;
-        superblock = Superblock { generation: superblock.generation + 1, ..superblock };
+        let step = if valid_copies == 2 { 1 } else { 3 };
+        superblock = superblock.after(step).map_err(StoreError::NotFormatted)?;
         write_superblock(&device, lbas_per_page, &superblock).await?;
         device.flush().await?;
         let free_pages = map.free_pages();
@@ -711,6 +737,7 @@ impl<D: BlockDevice> Store<D> {
             in_flight: VecDeque::new(),
             checkpointing: false,
             checkpoint_waiting: false,
+            blocked_by_checkpoint: false,
             force_checkpoint: false,
             waiters: Vec::new(),
             stopped: false,
@@ -782,6 +809,7 @@ impl<D: BlockDevice> Store<D> {
             write_backs: c.write_backs.load(Ordering::Relaxed),
             written_back_chunks: c.written_back_chunks.load(Ordering::Relaxed),
             overlapped_batches: c.overlapped_batches.load(Ordering::Relaxed),
+            batches_beside_checkpoints: c.batches_beside_checkpoints.load(Ordering::Relaxed),
         }
     }
 
@@ -906,8 +934,12 @@ impl<D: BlockDevice> Store<D> {
     /// places and may reach the media in either order; replay stops at the
     /// first one missing or torn, so a later one that made it is ignored
     /// (none of its records was acknowledged: they wait for every batch
-    /// before theirs). A checkpoint runs alone: it names the journal head
-    /// as the place replay starts, which must hold nothing in flight.
+    /// before theirs). A checkpoint starts only with nothing in flight (no
+    /// write may land in journal space it frees). It names the journal head
+    /// after its own batch as the place replay starts; batches go on after
+    /// that place while it writes the state, the write-backs, its flushes
+    /// and the superblock, and are acknowledged as usual: the superblock in
+    /// force replays them either way.
     async fn lead(&self) -> Result<(), StoreError> {
         loop {
             let Some((work, data_flush)) = self.take_work()? else {
@@ -931,14 +963,26 @@ impl<D: BlockDevice> Store<D> {
                     self.reclaim(&inner);
                     inner.wake_all();
                 }
-                Work::Checkpoint { batch, state, through_seq } => {
+                Work::Checkpoint { batch, state, through_seq, replay_from } => {
+                    let logged = batch.is_some();
                     if let Some(batch) = batch {
                         let claims = self.write_batch(batch).await?;
-                        claims.apply(&mut self.inner.lock());
+                        // Durable in the journal, which the superblock
+                        // still in force replays: acknowledged now, while
+                        // the checkpoint is written.
+                        let mut inner = self.inner.lock();
+                        claims.apply(&mut inner);
+                        inner.complete(through_seq);
+                        self.reclaim(&inner);
+                        inner.wake_all();
                     }
-                    self.write_checkpoint(state, through_seq).await?;
+                    self.write_checkpoint(state, through_seq, replay_from).await?;
                     let mut inner = self.inner.lock();
+                    if !logged {
+                        inner.complete(through_seq);
+                    }
                     inner.checkpointing = false;
+                    inner.blocked_by_checkpoint = false;
                     self.reclaim(&inner);
                     inner.wake_all();
                 }
@@ -968,8 +1012,10 @@ impl<D: BlockDevice> Store<D> {
         // whatever their size (small PUTs fill the journal slowly but
         // replay at ~1 µs each).
         let since_checkpoint = inner.applied_seq - inner.superblock.checkpoint_seq;
-        let checkpoint_due =
-            used_after > journal_pages / 2 || inner.force_checkpoint || since_checkpoint > CHECKPOINT_EVERY_RECORDS;
+        let checkpoint_due = !inner.checkpointing
+            && (used_after > journal_pages / 2
+                || inner.force_checkpoint
+                || since_checkpoint > CHECKPOINT_EVERY_RECORDS);
         if checkpoint_due {
             if !inner.in_flight.is_empty() {
                 // The last batch in flight to finish takes it.
@@ -989,7 +1035,18 @@ impl<D: BlockDevice> Store<D> {
             inner.taken_seq = through_seq;
             // With no room for the records, the checkpoint takes them.
             let batch = (used_after < journal_pages).then(|| self.place_batch(&mut inner, pending, first_seq));
-            return Ok(Some((Work::Checkpoint { batch, state, through_seq }, data_flush)));
+            // Records after these are acknowledged only once these are
+            // durable: in the journal, or else in the checkpoint.
+            inner.in_flight.push_back((through_seq, false));
+            let replay_from = JournalPlace { page: inner.head, prev_crc: inner.prev_crc };
+            return Ok(Some((Work::Checkpoint { batch, state, through_seq, replay_from }, data_flush)));
+        }
+        // While a checkpoint is written, batches go after the place it
+        // names, as long as the journal has room without the space it will
+        // free; one asked for runs after it.
+        if inner.checkpointing && (used_after >= journal_pages || inner.force_checkpoint) {
+            inner.blocked_by_checkpoint = true;
+            return Ok(None);
         }
         // The ready prefix, at most a quarter of the journal (a record
         // alone is never more: see `submit`); if the first record is not
@@ -1012,6 +1069,9 @@ impl<D: BlockDevice> Store<D> {
         let batch = self.place_batch(&mut inner, pending, first_seq);
         if !inner.in_flight.is_empty() {
             self.counters.overlapped_batches.fetch_add(1, Ordering::Relaxed);
+        }
+        if inner.checkpointing {
+            self.counters.batches_beside_checkpoints.fetch_add(1, Ordering::Relaxed);
         }
         inner.in_flight.push_back((batch.through_seq, false));
         Ok(Some((Work::Batch(batch), data_flush)))
@@ -1143,8 +1203,17 @@ impl<D: BlockDevice> Store<D> {
     }
 
     /// Writes the state as of `through_seq` to fresh extents, then a
-    /// superblock that names it and starts replay at the journal head.
-    async fn write_checkpoint(&self, state: Vec<u8>, through_seq: u64) -> Result<(), StoreError> {
+    /// superblock that names it and starts replay at `replay_from`.
+    /// Batches taken meanwhile are written after that place, so the old
+    /// superblock (replaying through the checkpoint's own batch) and the
+    /// new one both reach them; the journal space before it is free only
+    /// once the new superblock is durable.
+    async fn write_checkpoint(
+        &self,
+        state: Vec<u8>,
+        through_seq: u64,
+        replay_from: JournalPlace,
+    ) -> Result<(), StoreError> {
         let unreserved = Unreserved(&self.space);
         let mut writer = ObjectWriter::new(&self.device, &unreserved, self.chunk_max_bytes);
         writer.write(&state).await?;
@@ -1173,17 +1242,15 @@ impl<D: BlockDevice> Store<D> {
             len_bytes: manifest_bytes.len() as u32,
             crc32c: crc32c(&manifest_bytes),
         };
-        let (next, head, prev_crc) = {
+        let next = {
             let inner = self.inner.lock();
-            let next = Superblock {
-                generation: inner.superblock.generation + 1,
+            Superblock {
                 checkpoint_seq: through_seq,
-                replay_position: inner.head,
-                replay_prev_crc: inner.prev_crc,
+                replay_position: replay_from.page,
+                replay_prev_crc: replay_from.prev_crc,
                 manifest: Some(manifest_ref),
-                ..inner.superblock
-            };
-            (next, inner.head, inner.prev_crc)
+                ..inner.superblock.after(1).map_err(StoreError::NotFormatted)?
+            }
         };
         write_superblock(&self.device, self.lbas_per_page, &next).await?;
         self.device.flush().await?;
@@ -1196,9 +1263,6 @@ impl<D: BlockDevice> Store<D> {
         let old = core::mem::replace(&mut inner.checkpoint_extents, extents);
         self.space.reserve_pages.store(reserve_for(&inner.checkpoint_extents), Ordering::Relaxed);
         inner.superblock = next;
-        inner.head = head;
-        inner.prev_crc = prev_crc;
-        inner.durable_seq = through_seq;
         let mut map = self.space.map.lock();
         for extent in old {
             // The new superblock is durable: nothing names these any more.

@@ -358,6 +358,8 @@ struct Stats {
     md5_batches: u64,
     /// Journal batches that started while another was in flight.
     overlapped_batches: u64,
+    /// Batches started while a checkpoint was written.
+    batches_beside_checkpoints: u64,
 }
 
 impl Stats {
@@ -371,6 +373,7 @@ impl Stats {
         self.logged_chunks += other.logged_chunks;
         self.write_backs += other.write_backs;
         self.overlapped_batches += other.overlapped_batches;
+        self.batches_beside_checkpoints += other.batches_beside_checkpoints;
         self.restored_at_open += other.restored_at_open;
         self.md5_digests += other.md5_digests;
         self.md5_batches += other.md5_batches;
@@ -448,6 +451,7 @@ fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
         stats.logged_chunks += counters.logged_chunks;
         stats.write_backs += counters.write_backs;
         stats.overlapped_batches += counters.overlapped_batches;
+        stats.batches_beside_checkpoints += counters.batches_beside_checkpoints;
         let (digests, batches) = shared.md5_batch_counts();
         stats.md5_digests += digests;
         stats.md5_batches += batches;
@@ -522,6 +526,8 @@ fn fixed_seeds_survive_a_thousand_cuts() {
     assert!(total.md5_digests > total.md5_batches + 300, "objects were hashed together: {total:?}");
     // Cuts also landed while two journal batches were in flight.
     assert!(total.overlapped_batches > 300, "{total:?}");
+    // And while checkpoints were written beside them.
+    assert!(total.batches_beside_checkpoints > 300, "{total:?}");
     let expired = EXPIRED_VERSIONS.load(Ordering::Relaxed);
     println!("versions removed by the GC hook: {expired}");
     assert!(expired > 100, "the GC hook ran and removed versions: {expired}");

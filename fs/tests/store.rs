@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use common::{block_on, pattern, read_all, tag_info, write_content};
@@ -642,13 +643,15 @@ async fn pages_of(disk: &SimDisk) -> Vec<Vec<u8>> {
     pages
 }
 
-#[test]
-fn a_batch_left_behind_a_lost_one_never_chains_to_the_next_session() {
+/// With two batches in flight, a cut can keep batch n+1 whole while
+/// batch n is lost. Replay stops at n; the next session then writes its
+/// own batch n there, here byte for byte the same records (same key,
+/// bytes, time and extent). The old n+1 must not chain onto it, also when
+/// the newest superblock copy (the lost session's) reads back corrupt and
+/// the open starts from the copy before it.
+fn a_batch_left_behind_a_lost_one_stays_dead(corrupt_newest_superblock: bool) {
+    use fs::layout::Superblock;
     use storage::block::{BlockDevice, IoBuf};
-    // With two batches in flight, a cut can keep batch n+1 whole while
-    // batch n is lost. Replay stops at n; the next session then writes its
-    // own batch n there, here byte for byte the same records (same key,
-    // bytes, time and extent). The old n+1 must not chain onto it.
     let disk = sim(2048, 6);
     block_on(async {
         let store = Store::format(disk.clone(), options()).await.unwrap();
@@ -666,6 +669,11 @@ fn a_batch_left_behind_a_lost_one_never_chains_to_the_next_session() {
             disk.write(page as u64, IoBuf::from_slice(&before_n[page])).await.0.unwrap();
         }
         disk.flush().await.unwrap();
+        if corrupt_newest_superblock {
+            let generation = |page: usize| Superblock::decode_checked(&before_n[page], 2048).unwrap().generation;
+            let newest = if generation(0) > generation(1) { 0 } else { 1 };
+            disk.flip_bit(newest * 4096 + 8, 0);
+        }
 
         let (store, _) = Store::open(disk.clone()).await.unwrap();
         assert!(store.head_object("b", "x", None).is_err());
@@ -682,4 +690,111 @@ fn a_batch_left_behind_a_lost_one_never_chains_to_the_next_session() {
         let report = store.check().await;
         assert!(report.problems.is_empty(), "{:?}", report.problems);
     });
+}
+
+#[test]
+fn a_batch_left_behind_a_lost_one_never_chains_to_the_next_session() {
+    a_batch_left_behind_a_lost_one_stays_dead(false);
+}
+
+#[test]
+fn a_batch_left_behind_a_lost_one_stays_dead_when_the_newest_superblock_copy_is_corrupt() {
+    a_batch_left_behind_a_lost_one_stays_dead(true);
+}
+
+/// A simulated disk whose `fail_at`-th journal write fails; it counts the
+/// journal writes issued after that failure was reported.
+struct FailingJournal {
+    disk: Arc<SimDisk>,
+    journal: std::ops::Range<u64>,
+    fail_at: u64,
+    journal_writes: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicBool,
+    writes_after_failure: std::sync::atomic::AtomicU64,
+}
+
+impl storage::block::BlockDevice for FailingJournal {
+    fn geometry(&self) -> storage::block::Geometry {
+        self.disk.geometry()
+    }
+
+    fn read(&self, lba: u64, buf: storage::block::IoBuf) -> impl Future<Output = storage::block::IoResult> {
+        self.disk.read(lba, buf)
+    }
+
+    fn write(&self, lba: u64, buf: storage::block::IoBuf) -> impl Future<Output = storage::block::IoResult> {
+        use std::sync::atomic::Ordering;
+        let in_journal = self.journal.contains(&lba);
+        let fail = in_journal && self.journal_writes.fetch_add(1, Ordering::Relaxed) == self.fail_at;
+        if in_journal && self.failed.load(Ordering::Relaxed) {
+            self.writes_after_failure.fetch_add(1, Ordering::Relaxed);
+        }
+        let (write, failing) = if fail { (None, Some(buf)) } else { (Some(self.disk.write(lba, buf)), None) };
+        async move {
+            match (write, failing) {
+                (Some(write), _) => write.await,
+                (None, Some(buf)) => {
+                    // A read takes as long as a write: the failure is
+                    // reported while other requests are in flight.
+                    let _ = self.disk.read(lba, storage::block::IoBuf::zeroed(buf.len())).await;
+                    self.failed.store(true, Ordering::Relaxed);
+                    (Err(storage::block::BlockError::Io { lba }), buf)
+                }
+                (None, None) => unreachable!(),
+            }
+        }
+    }
+
+    fn flush(&self) -> impl Future<Output = Result<(), storage::block::BlockError>> {
+        self.disk.flush()
+    }
+}
+
+#[test]
+fn no_journal_batch_starts_after_a_failed_one_stopped_the_store() {
+    use std::sync::atomic::Ordering;
+    let disk = sim(2048, 17);
+    let options = options();
+    block_on(Store::format(disk.clone(), options)).unwrap();
+    // Journal pages follow the two superblock copies; a page is one LBA.
+    let journal = 2..2 + options.journal_pages.unwrap();
+    let mut stopped_with_another_in_flight = false;
+    for fail_at in 1..8 {
+        let device = Arc::new(FailingJournal {
+            disk: disk.clone(),
+            journal: journal.clone(),
+            fail_at,
+            journal_writes: Default::default(),
+            failed: Default::default(),
+            writes_after_failure: Default::default(),
+        });
+        let (store, _) = block_on(Store::open(device.clone())).unwrap();
+        if fail_at == 1 {
+            block_on(store.create_bucket("b", "o", 1)).unwrap();
+        }
+        let store = std::rc::Rc::new(store);
+        disk.set_yielding(true);
+        let executor = runtime::executor::Executor::new();
+        let handles: Vec<_> = (0..32u64)
+            .map(|tag| {
+                let store = store.clone();
+                executor.spawn(async move {
+                    for round in 0..4 {
+                        let written = write_content(&store, tag, 0..100).await?;
+                        let key = format!("k{tag}-{round}");
+                        store.put_object("b", &key, written, tag_info(tag), 2_000 + tag).await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .collect();
+        while handles.iter().any(|handle| !handle.is_finished()) {
+            assert!(executor.run_ready() > 0, "writers stuck");
+        }
+        disk.set_yielding(false);
+        assert!(device.failed.load(Ordering::Relaxed), "journal write {fail_at} was issued and failed");
+        assert_eq!(device.writes_after_failure.load(Ordering::Relaxed), 0, "fail_at {fail_at}");
+        stopped_with_another_in_flight |= store.commit_counters().overlapped_batches > 0;
+    }
+    assert!(stopped_with_another_in_flight);
 }
