@@ -565,6 +565,7 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path) {
             (after.records - before.records) as f64 / batches,
             (after.flushes - before.flushes) as f64 / batches,
             (after.overlapped_batches - before.overlapped_batches) as f64 / batches,
+            (after.batches_beside_checkpoints - before.batches_beside_checkpoints) as f64 / batches,
         ));
         rates.push((writers * per_writer) as f64 / seconds);
         // What one flush per PUT would allow: a 4 KiB write and an fdatasync.
@@ -599,6 +600,12 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path) {
     rows.push(Row::new(
         format!("group commit, {writers} writers: share of batches started while another was in flight"),
         median(batch_shapes.iter().map(|shape| shape.2).collect()),
+        None,
+        "",
+    ));
+    rows.push(Row::new(
+        format!("group commit, {writers} writers: share of batches started while a checkpoint was written"),
+        median(batch_shapes.iter().map(|shape| shape.3).collect()),
         None,
         "",
     ));
