@@ -1215,7 +1215,7 @@ impl<D: BlockDevice> Store<D> {
         replay_from: JournalPlace,
     ) -> Result<(), StoreError> {
         let unreserved = Unreserved(&self.space);
-        let mut writer = ObjectWriter::new(&self.device, &unreserved, self.chunk_max_bytes);
+        let mut writer = ObjectWriter::new(&self.device, &unreserved, self.chunk_max_bytes).without_md5();
         writer.write(&state).await?;
         let written: WrittenObject<'_, Unreserved<'_>> = writer.finish().await?;
         let manifest = CheckpointManifest {
