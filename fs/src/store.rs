@@ -248,8 +248,9 @@ struct Inner {
     /// A checkpoint is due and waits for the batches in flight to finish.
     checkpoint_waiting: bool,
     /// While a checkpoint is written, the next batch cannot go beside it
-    /// (no room without the space it frees, or another checkpoint is
-    /// asked for): nothing starts until it ends.
+    /// (no room without the space it frees, another checkpoint is asked
+    /// for, or the checkpoint absorbed its records): nothing starts until
+    /// it ends.
     blocked_by_checkpoint: bool,
     /// The next commit writes a checkpoint whatever the journal's fill.
     force_checkpoint: bool,
@@ -1038,6 +1039,14 @@ impl<D: BlockDevice> Store<D> {
             // Records after these are acknowledged only once these are
             // durable: in the journal, or else in the checkpoint.
             inner.in_flight.push_back((through_seq, false));
+            // Absorbed records leave no batch at the head, so a batch
+            // beside this checkpoint would sit exactly where, with the
+            // sequence number and chain value that, a later session's
+            // checkpoint names if it absorbs as many records at the same
+            // head after a cut here: that dead batch would replay then.
+            // Nothing goes beside an absorbing checkpoint (the journal is
+            // full anyway).
+            inner.blocked_by_checkpoint |= batch.is_none();
             let replay_from = JournalPlace { page: inner.head, prev_crc: inner.prev_crc };
             return Ok(Some((Work::Checkpoint { batch, state, through_seq, replay_from }, data_flush)));
         }
