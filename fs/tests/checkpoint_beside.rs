@@ -9,25 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use common::{block_on, pattern, read_all, tag_info, write_content};
-use fs::store::{FormatOptions, Store};
-use storage::block::{BlockDevice, BlockError, FaultConfig, Geometry, IoBuf, IoResult, SimDisk};
-
-const CHUNK: u32 = 64 * 1024;
-
-fn options() -> FormatOptions {
-    FormatOptions {
-        journal_pages: Some(32),
-        chunk_max_bytes: CHUNK,
-        min_part_bytes: 16 * 1024,
-        volume_id: [7; 16],
-        now_ms: 1_000,
-    }
-}
-
-fn sim(pages: u64, seed: u64) -> Arc<SimDisk> {
-    Arc::new(SimDisk::new(4096, pages, FaultConfig::default(), seed))
-}
+use common::{block_on, options, pattern, read_all, sim, tag_info, write_content};
+use fs::store::Store;
+use storage::block::{BlockDevice, BlockError, Geometry, IoBuf, IoResult, SimDisk};
 
 fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
     future.poll(&mut Context::from_waker(Waker::noop()))

@@ -6,30 +6,14 @@ mod common;
 use std::future::Future;
 use std::sync::Arc;
 
-use common::{block_on, pattern, read_all, tag_info, write_content};
+use common::{block_on, options, pattern, read_all, sim, tag_info, write_content};
 use fs::catalog::{Capabilities, Quota};
 use fs::index::{ListItem, ListQuery, list};
 use fs::record::UploadTemplate;
 use fs::state::MetaError;
 use fs::store::{FormatOptions, LookupError, Store, StoreError};
-use storage::block::{FaultConfig, RamDisk, SimDisk};
+use storage::block::{RamDisk, SimDisk};
 use storage::version::{VersionId, Versioning};
-
-const CHUNK: u32 = 64 * 1024;
-
-fn options() -> FormatOptions {
-    FormatOptions {
-        journal_pages: Some(32),
-        chunk_max_bytes: CHUNK,
-        min_part_bytes: 16 * 1024,
-        volume_id: [7; 16],
-        now_ms: 1_000,
-    }
-}
-
-fn sim(pages: u64, seed: u64) -> Arc<SimDisk> {
-    Arc::new(SimDisk::new(4096, pages, FaultConfig::default(), seed))
-}
 
 async fn put(store: &Store<Arc<SimDisk>>, bucket: &str, key: &str, tag: u64, size: u64) -> VersionId {
     let written = write_content(store, tag, 0..size).await.unwrap();

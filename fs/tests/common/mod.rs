@@ -5,8 +5,10 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use fs::store::{PutInfo, SpaceCell, Store, StoreError};
-use storage::block::BlockDevice;
+use std::sync::Arc;
+
+use fs::store::{FormatOptions, PutInfo, SpaceCell, Store, StoreError};
+use storage::block::{BlockDevice, FaultConfig, SimDisk};
 use storage::object::WrittenObject;
 use storage::version::VersionId;
 
@@ -73,4 +75,23 @@ pub async fn read_all<D: BlockDevice>(
         out.extend_from_slice(piece.map_err(|e| format!("{e:?}"))?.as_slice());
     }
     Ok(out)
+}
+
+/// Chunk size of the small test volumes.
+pub const CHUNK: u32 = 64 * 1024;
+
+/// A small volume: 32 journal pages, 64 KiB chunks.
+pub fn options() -> FormatOptions {
+    FormatOptions {
+        journal_pages: Some(32),
+        chunk_max_bytes: CHUNK,
+        min_part_bytes: 16 * 1024,
+        volume_id: [7; 16],
+        now_ms: 1_000,
+    }
+}
+
+/// A simulated disk of `pages` 4 KiB blocks.
+pub fn sim(pages: u64, seed: u64) -> Arc<SimDisk> {
+    Arc::new(SimDisk::new(4096, pages, FaultConfig::default(), seed))
 }
