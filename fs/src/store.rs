@@ -397,6 +397,9 @@ pub struct CommitCounters {
     pub overlapped_batches: AtomicU64,
     /// Batches that started while a checkpoint was being written.
     pub batches_beside_checkpoints: AtomicU64,
+    /// Checkpoints that took their records instead of logging them (no
+    /// journal room).
+    pub absorbing_checkpoints: AtomicU64,
 }
 
 /// A copy of [`CommitCounters`].
@@ -411,6 +414,7 @@ pub struct CommitSnapshot {
     pub written_back_chunks: u64,
     pub overlapped_batches: u64,
     pub batches_beside_checkpoints: u64,
+    pub absorbing_checkpoints: u64,
 }
 
 pub struct Store<D: BlockDevice> {
@@ -811,6 +815,7 @@ impl<D: BlockDevice> Store<D> {
             written_back_chunks: c.written_back_chunks.load(Ordering::Relaxed),
             overlapped_batches: c.overlapped_batches.load(Ordering::Relaxed),
             batches_beside_checkpoints: c.batches_beside_checkpoints.load(Ordering::Relaxed),
+            absorbing_checkpoints: c.absorbing_checkpoints.load(Ordering::Relaxed),
         }
     }
 
@@ -1046,7 +1051,10 @@ impl<D: BlockDevice> Store<D> {
             // head after a cut here: that dead batch would replay then.
             // Nothing goes beside an absorbing checkpoint (the journal is
             // full anyway).
-            inner.blocked_by_checkpoint |= batch.is_none();
+            if batch.is_none() {
+                inner.blocked_by_checkpoint = true;
+                self.counters.absorbing_checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
             let replay_from = JournalPlace { page: inner.head, prev_crc: inner.prev_crc };
             return Ok(Some((Work::Checkpoint { batch, state, through_seq, replay_from }, data_flush)));
         }
