@@ -17,9 +17,10 @@
 //! the data area later, many in one write. When the journal is half
 //! full the committer writes a checkpoint (the whole state, into data
 //! extents) after its batch, then a new superblock that starts replay
-//! after that batch; other batches go on beside it meanwhile. An I/O error while committing stops the store: memory may then
-//! hold changes the disk does not, so every later call fails until the
-//! store is opened again, which replays what is durable.
+//! after that batch; other batches go on beside it meanwhile. An I/O
+//! error while committing stops the store: memory may then hold changes
+//! the disk does not, so every later call fails until the store is opened
+//! again, which replays what is durable.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
@@ -960,27 +961,14 @@ impl<D: BlockDevice> Store<D> {
                 inner.data_durable_seq = inner.data_durable_seq.max(submitted_through);
             }
             match work {
-                Work::Batch(batch) => {
-                    let through_seq = batch.through_seq;
-                    let claims = self.write_batch(batch).await?;
-                    let mut inner = self.inner.lock();
-                    inner.complete(through_seq);
-                    claims.apply(&mut inner);
-                    self.reclaim(&inner);
-                    inner.wake_all();
-                }
+                Work::Batch(batch) => self.log_batch(batch).await?,
                 Work::Checkpoint { batch, state, through_seq, replay_from } => {
                     let logged = batch.is_some();
                     if let Some(batch) = batch {
-                        let claims = self.write_batch(batch).await?;
                         // Durable in the journal, which the superblock
                         // still in force replays: acknowledged now, while
                         // the checkpoint is written.
-                        let mut inner = self.inner.lock();
-                        claims.apply(&mut inner);
-                        inner.complete(through_seq);
-                        self.reclaim(&inner);
-                        inner.wake_all();
+                        self.log_batch(batch).await?;
                     }
                     self.write_checkpoint(state, through_seq, replay_from).await?;
                     let mut inner = self.inner.lock();
@@ -1142,6 +1130,20 @@ impl<D: BlockDevice> Store<D> {
             records: pending.len(),
             claims,
         }
+    }
+
+    /// Writes a placed batch and flushes, then completes it: its records
+    /// are acknowledged once every batch before it completed, and what the
+    /// flush vouches for is taken.
+    async fn log_batch(&self, batch: PlacedBatch) -> Result<(), StoreError> {
+        let through_seq = batch.through_seq;
+        let claims = self.write_batch(batch).await?;
+        let mut inner = self.inner.lock();
+        inner.complete(through_seq);
+        claims.apply(&mut inner);
+        self.reclaim(&inner);
+        inner.wake_all();
+        Ok(())
     }
 
     /// Writes a placed batch and flushes; returns what the flush vouches for.
