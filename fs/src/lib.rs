@@ -9,6 +9,7 @@
 //! - [`catalog`]: buckets, owners, per-key capabilities, quotas, usage.
 //! - [`index`]: ordered keys and listing with prefix, delimiter, pagination.
 //! - [`state`]: the metadata and the one function that changes it.
+//! - [`snapshot`]: a checkpoint's image of the state, made in slices.
 //! - [`store`]: the engine: group commit, checkpoints, replay, reads.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -21,5 +22,6 @@ pub mod journal;
 pub mod layout;
 pub mod overlay;
 pub mod record;
+pub mod snapshot;
 pub mod state;
 pub mod store;

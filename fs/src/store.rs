@@ -16,8 +16,9 @@
 //! travel in the batch with the record (see [`crate::overlay`]) and reach
 //! the data area later, many in one write. When the journal is half
 //! full the committer writes a checkpoint (the whole state, into data
-//! extents) after its batch, then a new superblock that starts replay
-//! after that batch; other batches go on beside it meanwhile. An I/O
+//! extents, serialized a slice at a time: see [`crate::snapshot`]) after
+//! its batch, then a new superblock that starts replay after that batch;
+//! other batches go on beside it meanwhile. An I/O
 //! error while committing stops the store: memory may then hold changes
 //! the disk does not, so every later call fails until the store is opened
 //! again, which replays what is durable.
@@ -47,6 +48,7 @@ use crate::journal::{self, BatchEnd, BatchHeader, BatchKind};
 use crate::layout::{Superblock, SuperblockError};
 use crate::overlay::{Overlaid, Overlay, Unwritten};
 use crate::record::{JournalRecord, ObjectMeta, PartMeta, UploadTemplate};
+use crate::snapshot::Snapshot;
 use crate::state::{MetaError, MetaState, hex, multipart_etag};
 
 const PAGE: usize = PAGE_BYTES as usize;
@@ -55,6 +57,10 @@ const PAGE: usize = PAGE_BYTES as usize;
 /// that an open replays at most this many (about 0.3 s) after loading the
 /// checkpoint.
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 250_000;
+
+/// Keys a checkpoint serializes before it lets other tasks run (about
+/// half a millisecond's work: see [`crate::snapshot`]).
+const SNAPSHOT_STEP_KEYS: usize = 2048;
 
 /// Journal batches in flight at once. One batch's write and flush take a
 /// device round trip during which the records of the next queue up; with
@@ -211,6 +217,9 @@ impl SpaceSource for Unreserved<'_> {
 
 struct Inner {
     meta: MetaState,
+    /// The image of the state a checkpoint is serializing, while it does:
+    /// every record goes past it before it applies.
+    snapshot: Option<Snapshot>,
     superblock: Superblock,
     /// Extents of the checkpoint the durable superblock names.
     checkpoint_extents: Vec<Extent>,
@@ -262,6 +271,22 @@ struct Inner {
 }
 
 impl Inner {
+    /// Applies `record` to the state, first showing it to the checkpoint
+    /// image being made, if any. The only way records apply once open.
+    fn apply(&mut self, record: JournalRecord) -> Result<Vec<Extent>, MetaError> {
+        let Some(snapshot) = self.snapshot.as_mut() else { return self.meta.apply(record) };
+        snapshot.before_apply(&self.meta, &record);
+        let follow = match &record {
+            JournalRecord::BucketRenamed { .. } | JournalRecord::BucketDeleted { .. } => Some(record.clone()),
+            _ => None,
+        };
+        let freed = self.meta.apply(record)?;
+        if let (Some(snapshot), Some(record)) = (self.snapshot.as_mut(), follow) {
+            snapshot.applied(&record);
+        }
+        Ok(freed)
+    }
+
     /// The most a batch (header included) may take: a quarter of the
     /// journal, so one record always fits beside the others.
     fn max_batch_bytes(&self) -> usize {
@@ -341,7 +366,7 @@ enum Work {
     /// A checkpoint of the state through `through_seq`, after logging the
     /// records that lead to it if the journal has room for them; replay
     /// will start at `replay_from`, the journal head after that batch.
-    Checkpoint { batch: Option<PlacedBatch>, state: Vec<u8>, through_seq: u64, replay_from: JournalPlace },
+    Checkpoint { batch: Option<PlacedBatch>, through_seq: u64, replay_from: JournalPlace },
 }
 
 /// A place in the journal: its page, and the chain value the batch there
@@ -401,6 +426,8 @@ pub struct CommitCounters {
     /// Checkpoints that took their records instead of logging them (no
     /// journal room).
     pub absorbing_checkpoints: AtomicU64,
+    /// Records applied while a checkpoint's image was being serialized.
+    pub records_beside_images: AtomicU64,
 }
 
 /// A copy of [`CommitCounters`].
@@ -416,6 +443,7 @@ pub struct CommitSnapshot {
     pub overlapped_batches: u64,
     pub batches_beside_checkpoints: u64,
     pub absorbing_checkpoints: u64,
+    pub records_beside_images: u64,
 }
 
 pub struct Store<D: BlockDevice> {
@@ -429,6 +457,8 @@ pub struct Store<D: BlockDevice> {
     inner: Mutex<Inner>,
     chunk_max_bytes: usize,
     lbas_per_page: u64,
+    /// See [`Store::set_snapshot_step_keys`].
+    snapshot_step_keys: AtomicUsize,
 }
 
 /// A reader of the state as of a sequence number: while it lives, space
@@ -748,6 +778,7 @@ impl<D: BlockDevice> Store<D> {
             waiters: Vec::new(),
             stopped: false,
             readers: BTreeMap::new(),
+            snapshot: None,
         };
         let store = Self {
             device: Overlaid::new(device, overlay),
@@ -758,6 +789,7 @@ impl<D: BlockDevice> Store<D> {
             inner: Mutex::new(inner),
             chunk_max_bytes: superblock.chunk_max_bytes as usize,
             lbas_per_page,
+            snapshot_step_keys: AtomicUsize::new(SNAPSHOT_STEP_KEYS),
         };
         let report = OpenReport {
             generation: loaded_generation,
@@ -772,6 +804,13 @@ impl<D: BlockDevice> Store<D> {
 
     pub fn device(&self) -> &D {
         self.device.inner()
+    }
+
+    /// How many keys a checkpoint serializes before it lets other tasks
+    /// run ([`SNAPSHOT_STEP_KEYS`] by default). Tests set a few, so that
+    /// records interleave with the image even in small states.
+    pub fn set_snapshot_step_keys(&self, keys: usize) {
+        self.snapshot_step_keys.store(keys.max(1), Ordering::Relaxed);
     }
 
     pub fn chunk_max_bytes(&self) -> usize {
@@ -817,6 +856,7 @@ impl<D: BlockDevice> Store<D> {
             overlapped_batches: c.overlapped_batches.load(Ordering::Relaxed),
             batches_beside_checkpoints: c.batches_beside_checkpoints.load(Ordering::Relaxed),
             absorbing_checkpoints: c.absorbing_checkpoints.load(Ordering::Relaxed),
+            records_beside_images: c.records_beside_images.load(Ordering::Relaxed),
         }
     }
 
@@ -872,7 +912,10 @@ impl<D: BlockDevice> Store<D> {
         if pending.journal_bytes() + journal::HEADER_BYTES > inner.max_batch_bytes() {
             return Err(StoreError::RecordTooLarge);
         }
-        let freed = inner.meta.apply(record)?;
+        if inner.snapshot.is_some() {
+            self.counters.records_beside_images.fetch_add(1, Ordering::Relaxed);
+        }
+        let freed = inner.apply(record)?;
         inner.applied_seq += 1;
         let seq = inner.applied_seq;
         inner.pending.push(pending);
@@ -962,7 +1005,7 @@ impl<D: BlockDevice> Store<D> {
             }
             match work {
                 Work::Batch(batch) => self.log_batch(batch).await?,
-                Work::Checkpoint { batch, state, through_seq, replay_from } => {
+                Work::Checkpoint { batch, through_seq, replay_from } => {
                     let logged = batch.is_some();
                     if let Some(batch) = batch {
                         // Durable in the journal, which the superblock
@@ -970,7 +1013,7 @@ impl<D: BlockDevice> Store<D> {
                         // the checkpoint is written.
                         self.log_batch(batch).await?;
                     }
-                    self.write_checkpoint(state, through_seq, replay_from).await?;
+                    self.write_checkpoint(through_seq, replay_from).await?;
                     let mut inner = self.inner.lock();
                     if !logged {
                         inner.complete(through_seq);
@@ -1021,9 +1064,10 @@ impl<D: BlockDevice> Store<D> {
             let data_flush = (!all_ready).then_some(inner.applied_seq);
             inner.force_checkpoint = false;
             inner.checkpointing = true;
-            // The state is serialized now, under the lock that took the
-            // records, so it is exactly the state they lead to.
-            let state = postcard::to_allocvec(&inner.meta).map_err(|_| StoreError::CorruptCheckpoint)?;
+            // The image starts now, under the lock that took the records,
+            // so it is exactly the state they lead to; the committer
+            // serializes it in slices (see `snapshot_image`).
+            inner.snapshot = Some(Snapshot::start(&inner.meta).map_err(|_| StoreError::CorruptCheckpoint)?);
             let through_seq = inner.applied_seq;
             let pending = core::mem::take(&mut inner.pending);
             inner.taken_seq = through_seq;
@@ -1044,7 +1088,7 @@ impl<D: BlockDevice> Store<D> {
                 self.counters.absorbing_checkpoints.fetch_add(1, Ordering::Relaxed);
             }
             let replay_from = JournalPlace { page: inner.head, prev_crc: inner.prev_crc };
-            return Ok(Some((Work::Checkpoint { batch, state, through_seq, replay_from }, data_flush)));
+            return Ok(Some((Work::Checkpoint { batch, through_seq, replay_from }, data_flush)));
         }
         // While a checkpoint is written, batches go after the place it
         // names, as long as the journal has room without the space it will
@@ -1204,6 +1248,9 @@ impl<D: BlockDevice> Store<D> {
                     result = Err(StoreError::from(error));
                 }
             }
+            // On a device that completes at once (a RAM disk) the writes
+            // above never waited: let other tasks run between groups.
+            runtime::yield_now().await;
         }
         {
             let mut overlay = self.device.overlay.lock();
@@ -1221,27 +1268,60 @@ impl<D: BlockDevice> Store<D> {
         result
     }
 
+    /// Serializes the checkpoint's image a slice at a time and hands each
+    /// slice's bytes to `writer`, letting other tasks run between slices:
+    /// their records go beside it (see [`crate::snapshot`]). The image is
+    /// dropped when done or on error, so records stop going past it.
+    /// Returns the image's length.
+    async fn write_image<S: SpaceSource>(
+        &self,
+        writer: &mut ObjectWriter<'_, Overlaid<D>, S>,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let step = {
+                let mut inner = self.inner.lock();
+                let inner = &mut *inner;
+                let keys = self.snapshot_step_keys.load(Ordering::Relaxed);
+                match inner.snapshot.as_mut().map(|snapshot| (snapshot.step(&inner.meta, keys), snapshot.take_bytes()))
+                {
+                    Some((Ok(done), bytes)) => {
+                        if done {
+                            inner.snapshot = None;
+                        }
+                        Ok((done, bytes))
+                    }
+                    Some((Err(_), _)) | None => {
+                        inner.snapshot = None;
+                        Err(StoreError::CorruptCheckpoint)
+                    }
+                }
+            };
+            let (done, bytes) = step?;
+            total += bytes.len() as u64;
+            if let Err(error) = writer.write(&bytes).await {
+                self.inner.lock().snapshot = None;
+                return Err(error.into());
+            }
+            if done {
+                return Ok(total);
+            }
+            runtime::yield_now().await;
+        }
+    }
+
     /// Writes the state as of `through_seq` to fresh extents, then a
     /// superblock that names it and starts replay at `replay_from`.
     /// Batches taken meanwhile are written after that place, so the old
     /// superblock (replaying through the checkpoint's own batch) and the
     /// new one both reach them; the journal space before it is free only
     /// once the new superblock is durable.
-    async fn write_checkpoint(
-        &self,
-        state: Vec<u8>,
-        through_seq: u64,
-        replay_from: JournalPlace,
-    ) -> Result<(), StoreError> {
+    async fn write_checkpoint(&self, through_seq: u64, replay_from: JournalPlace) -> Result<(), StoreError> {
         let unreserved = Unreserved(&self.space);
         let mut writer = ObjectWriter::new(&self.device, &unreserved, self.chunk_max_bytes).without_md5();
-        writer.write(&state).await?;
+        let state_bytes = self.write_image(&mut writer).await?;
         let written: WrittenObject<'_, Unreserved<'_>> = writer.finish().await?;
-        let manifest = CheckpointManifest {
-            seq: through_seq,
-            state_bytes: state.len() as u64,
-            chunks: written.chunks.chunks().to_vec(),
-        };
+        let manifest = CheckpointManifest { seq: through_seq, state_bytes, chunks: written.chunks.chunks().to_vec() };
         let manifest_bytes = postcard::to_allocvec(&manifest).map_err(|_| StoreError::CorruptCheckpoint)?;
         let manifest_pages = manifest_bytes.len().div_ceil(PAGE) as u32;
         let manifest_extent = self.allocate_contiguous(manifest_pages)?;
@@ -1275,7 +1355,7 @@ impl<D: BlockDevice> Store<D> {
         self.device.flush().await?;
         self.counters.flushes.fetch_add(2, Ordering::Relaxed);
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.inline_max.store(inline_max(next.journal_pages, state.len() as u64), Ordering::Relaxed);
+        self.inline_max.store(inline_max(next.journal_pages, state_bytes), Ordering::Relaxed);
         let mut extents = written.chunks.into_committed().iter().map(|chunk| chunk.extent).collect::<Vec<_>>();
         extents.push(manifest_extent);
         let mut inner = self.inner.lock();
@@ -1368,7 +1448,7 @@ impl<D: BlockDevice> Store<D> {
             let record =
                 JournalRecord::SystemDeleted { namespace: String::from("fs"), key: String::from("checkpoint") };
             let encoded = journal::encode_record(&record);
-            inner.meta.apply(record)?;
+            inner.apply(record)?;
             inner.pending.push(Pending { encoded, images: Vec::new(), needs_data: false });
             inner.applied_seq += 1;
             inner.force_checkpoint = true;

@@ -454,6 +454,8 @@ struct Stats {
     batches_beside_checkpoints: u64,
     /// Checkpoints that took their records (the journal was full).
     absorbing_checkpoints: u64,
+    /// Records applied while a checkpoint's image was being serialized.
+    records_beside_images: u64,
 }
 
 impl Stats {
@@ -469,6 +471,7 @@ impl Stats {
         self.overlapped_batches += other.overlapped_batches;
         self.batches_beside_checkpoints += other.batches_beside_checkpoints;
         self.absorbing_checkpoints += other.absorbing_checkpoints;
+        self.records_beside_images += other.records_beside_images;
         self.restored_at_open += other.restored_at_open;
         self.md5_digests += other.md5_digests;
         self.md5_batches += other.md5_batches;
@@ -518,8 +521,13 @@ fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
         }
         Ok::<_, String>(store)
     })?;
+    // Half of the seeds serialize checkpoint images a few keys at a time,
+    // so that records apply beside them (a slice is 2,048 keys otherwise,
+    // more than these states hold).
+    let step_keys = if seed % 4 < 2 { 1 + rng.below(4) as usize } else { usize::MAX };
     let mut stats = Stats::default();
     for round in 0..cuts {
+        store.set_snapshot_step_keys(step_keys);
         let shared = Rc::new(store);
         disk.set_yielding(tasks > 1);
         disk.cut_at_op(1 + rng.below(160));
@@ -554,6 +562,7 @@ fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
         stats.overlapped_batches += counters.overlapped_batches;
         stats.batches_beside_checkpoints += counters.batches_beside_checkpoints;
         stats.absorbing_checkpoints += counters.absorbing_checkpoints;
+        stats.records_beside_images += counters.records_beside_images;
         let (digests, batches) = shared.md5_batch_counts();
         stats.md5_digests += digests;
         stats.md5_batches += batches;
@@ -635,6 +644,8 @@ fn fixed_seeds_survive_a_thousand_cuts() {
     // And checkpoints took records the journal had no room for (with the
     // other tasks' batches held back meanwhile).
     assert!(total.absorbing_checkpoints > 20, "{total:?}");
+    // And records applied while checkpoint images were serialized.
+    assert!(total.records_beside_images > 300, "{total:?}");
     let expired = EXPIRED_VERSIONS.load(Ordering::Relaxed);
     println!("versions removed by the GC hook: {expired}");
     assert!(expired > 100, "the GC hook ran and removed versions: {expired}");

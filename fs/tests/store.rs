@@ -784,3 +784,63 @@ fn no_journal_batch_starts_after_a_failed_one_stopped_the_store() {
     }
     assert!(batches_overlapped);
 }
+
+#[test]
+fn requests_go_on_while_a_checkpoint_image_is_serialized() {
+    let disk = sim(4096, 21);
+    let store = block_on(Store::format(disk.clone(), roomy())).unwrap();
+    block_on(async {
+        store.create_bucket("i", "o", 1).await.unwrap();
+        for tag in 0..300u64 {
+            put(&store, "i", &format!("k{tag:03}"), tag, 100).await;
+        }
+    });
+    // Ten keys a slice: the image of 300 takes 30, with a yield after each.
+    store.set_snapshot_step_keys(10);
+    let store = std::rc::Rc::new(store);
+    disk.set_yielding(true);
+    let executor = runtime::executor::Executor::new();
+    let checkpoint_done = std::rc::Rc::new(std::cell::Cell::new(false));
+    let checkpoint = {
+        let (store, done) = (store.clone(), checkpoint_done.clone());
+        executor.spawn(async move {
+            store.checkpoint().await.unwrap();
+            done.set(true);
+        })
+    };
+    let writer = {
+        let store = store.clone();
+        executor.spawn(async move {
+            let mut during = 0u64;
+            let mut tag = 1_000u64;
+            while !checkpoint_done.get() {
+                // Overwrites and deletes of keys on both sides of the
+                // image's progress, and new keys.
+                put(&store, "i", &format!("k{:03}", tag % 300), tag, 100).await;
+                store.delete_object("i", &format!("k{:03}", (tag * 7) % 300), None, 9).await.unwrap();
+                put(&store, "i", &format!("new{tag}"), tag, 100).await;
+                during += 1;
+                tag += 1;
+            }
+            during
+        })
+    };
+    while !writer.is_finished() || !checkpoint.is_finished() {
+        assert!(executor.run_ready() > 0, "tasks stuck");
+    }
+    let rounds = block_on(writer);
+    assert!(rounds >= 3, "requests completed while the image was made: {rounds}");
+    assert!(store.commit_counters().records_beside_images >= 3, "{:?}", store.commit_counters());
+    disk.set_yielding(false);
+    let expected = store.with_state(|state| postcard::to_allocvec(state).unwrap());
+    let store = std::rc::Rc::try_unwrap(store).ok().unwrap();
+    drop(store);
+    block_on(async {
+        let (store, report) = Store::open(disk).await.unwrap();
+        assert!(report.checkpoint_seq > 300, "the checkpoint was written: {report:?}");
+        assert!(store.check().await.problems.is_empty());
+        // What the checkpoint holds plus the records after it is exactly
+        // the state before the store closed.
+        assert_eq!(store.with_state(|state| postcard::to_allocvec(state).unwrap()), expected);
+    });
+}

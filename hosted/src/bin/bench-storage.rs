@@ -14,13 +14,14 @@
 #![deny(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -771,7 +772,7 @@ fn million_rows(rows: &mut Vec<Row>) {
     const OBJECTS: usize = 1_000_000;
     let journal_pages = 110_000;
     let disk =
-        Arc::new(SparseDisk { capacity_pages: OBJECTS as u64 + journal_pages + 50_000, pages: Mutex::default() });
+        Arc::new(SparseDisk { capacity_pages: OBJECTS as u64 + journal_pages + 80_000, pages: Mutex::default() });
     let options = FormatOptions { journal_pages: Some(journal_pages), volume_id: [4; 16], ..FormatOptions::default() };
     let store = Rc::new(block_on(Store::format(YieldingFlush(disk.clone()), options)).expect("format"));
     block_on(store.create_bucket("million", "bench", 0)).expect("bucket");
@@ -818,7 +819,6 @@ fn million_rows(rows: &mut Vec<Row>) {
                 None,
                 "bytes",
             ));
-            // The state is serialized under the store's lock: commits wait for that part.
             let (start, cpu_start) = (Instant::now(), on_cpu_ms());
             block_on(store.checkpoint()).expect("checkpoint");
             let cpu_ms = on_cpu_ms() - cpu_start;
@@ -828,8 +828,61 @@ fn million_rows(rows: &mut Vec<Row>) {
                 None,
                 "ms",
             ));
+            let store = Rc::new(store);
+            checkpoint_beside_puts_rows(rows, &store);
+            // So that the next open starts from a checkpoint of everything.
+            block_on(store.checkpoint()).expect("checkpoint");
         }
     }
+}
+
+/// A checkpoint of 1M objects while 16 writers PUT small objects (until it
+/// ends): how long the slowest PUT took, beside the checkpoint's own time.
+fn checkpoint_beside_puts_rows<D: BlockDevice + 'static>(rows: &mut Vec<Row>, store: &Rc<Store<D>>) {
+    block_on(store.create_bucket("beside", "bench", 0)).expect("bucket");
+    let done = Rc::new(Cell::new(false));
+    let (slowest, puts) = (Rc::new(Cell::new(0.0f64)), Rc::new(Cell::new(0u64)));
+    let checkpoint_ms = Rc::new(Cell::new(0.0));
+    let data = Rc::new(vec![1u8; 100]);
+    let mut tasks: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
+    {
+        let (store, done, checkpoint_ms) = (store.clone(), done.clone(), checkpoint_ms.clone());
+        tasks.push(Box::pin(async move {
+            let start = Instant::now();
+            store.checkpoint().await.expect("checkpoint");
+            checkpoint_ms.set(start.elapsed().as_secs_f64() * 1000.0);
+            done.set(true);
+        }));
+    }
+    for writer in 0..16 {
+        let (store, done, slowest, puts, data) =
+            (store.clone(), done.clone(), slowest.clone(), puts.clone(), data.clone());
+        tasks.push(Box::pin(async move {
+            // At most 500 each: the sparse disk has room for 8,000 more.
+            let mut index = 0;
+            while !done.get() && index < 500 {
+                let start = Instant::now();
+                let mut object = store.writer();
+                object.write(&data).await.expect("write");
+                let written = object.finish().await.expect("finish");
+                let key = format!("beside/{writer:02}/{index:06}");
+                store.put_object("beside", &key, written, PutInfo::default(), 0).await.expect("put");
+                slowest.set(slowest.get().max(start.elapsed().as_secs_f64() * 1000.0));
+                puts.set(puts.get() + 1);
+                index += 1;
+            }
+        }));
+    }
+    run_tasks(tasks);
+    rows.push(Row::new(
+        format!(
+            "slowest of {} PUTs by 16 writers during a checkpoint of 1M objects (ref: the checkpoint's time)",
+            puts.get()
+        ),
+        slowest.get(),
+        Some(checkpoint_ms.get()),
+        "ms",
+    ));
 }
 
 fn main() {
