@@ -55,8 +55,10 @@ pub struct Snapshot {
     out: Vec<u8>,
     plan: Vec<Planned>,
     /// Live bucket name -> its place in `plan` (renames follow it; a
-    /// bucket deleted or created since the start has none).
+    /// bucket deleted or created since the start has none), and the
+    /// other way round.
     live: BTreeMap<String, usize>,
+    live_names: Vec<Option<String>>,
     /// The bucket being written, and the last of its keys written.
     at: usize,
     last_key: Option<String>,
@@ -76,6 +78,7 @@ impl Snapshot {
         let out = postcard::to_extend(&meta.buckets.len(), Vec::new())?;
         let mut plan = Vec::with_capacity(meta.buckets.len());
         let mut live = BTreeMap::new();
+        let mut live_names = Vec::with_capacity(meta.buckets.len());
         for (index, (name, bucket)) in meta.buckets.iter().enumerate() {
             // Field by field as `Bucket` serializes, `objects` last: its
             // length, then its entries as the steps write them.
@@ -94,12 +97,14 @@ impl Snapshot {
             )?;
             plan.push(Planned { header, keys: bucket.objects.len() as u64 });
             live.insert(name.clone(), index);
+            live_names.push(Some(name.clone()));
         }
         let tail = postcard::to_extend(&(&meta.uploads, &meta.system, meta.last_id, meta.min_part_bytes), Vec::new())?;
         Ok(Self {
             out,
             plan,
             live,
+            live_names,
             at: 0,
             last_key: None,
             header_written: false,
@@ -138,10 +143,13 @@ impl Snapshot {
             JournalRecord::BucketRenamed { from, to } => {
                 if let Some(index) = self.live.remove(from) {
                     self.live.insert(to.clone(), index);
+                    self.live_names[index] = Some(to.clone());
                 }
             }
             JournalRecord::BucketDeleted { name } => {
-                self.live.remove(name);
+                if let Some(index) = self.live.remove(name) {
+                    self.live_names[index] = None;
+                }
             }
             _ => {}
         }
@@ -158,15 +166,22 @@ impl Snapshot {
             .or_insert_with(|| meta.buckets.get(bucket).and_then(|b| b.objects.get(key)).cloned());
     }
 
-    /// Writes up to `budget` more keys; `true` once the image is complete.
+    /// Does up to `budget` units of work, a unit being a key written or
+    /// passed over or a bucket begun (so a step's time is bounded however
+    /// many empty buckets or new keys there are); `true` once the image is
+    /// complete.
     pub fn step(&mut self, meta: &MetaState, budget: usize) -> Result<bool, SnapshotError> {
         let mut left = budget;
         while self.at < self.plan.len() {
+            if left == 0 {
+                return Ok(false);
+            }
             if !self.header_written {
                 self.out.extend_from_slice(&self.plan[self.at].header);
                 self.header_written = true;
+                left -= 1;
             }
-            let live_name = self.live.iter().find(|(_, index)| **index == self.at).map(|(name, _)| name.as_str());
+            let live_name = self.live_names[self.at].as_deref();
             let objects = live_name.and_then(|name| meta.buckets.get(name)).map(|bucket| &bucket.objects);
             let after = self.last_key.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
             let mut live =
@@ -204,8 +219,8 @@ impl Snapshot {
                 if let Some(versions) = versions {
                     self.out = postcard::to_extend(&(key, versions), core::mem::take(&mut self.out))?;
                     self.written_in_bucket += 1;
-                    left -= 1;
                 }
+                left -= 1;
                 last = Some(key);
             }
             if finished {

@@ -951,6 +951,8 @@ impl<D: BlockDevice> Store<D> {
                 if result.is_err() {
                     let mut inner = self.inner.lock();
                     inner.stopped = true;
+                    // No record applies any more: an image being made is moot.
+                    inner.snapshot = None;
                     inner.wake_all();
                 }
                 continue;
@@ -1951,6 +1953,7 @@ impl<D: BlockDevice> Drop for LeaderGuard<'_, D> {
     fn drop(&mut self) {
         let mut inner = self.store.inner.lock();
         inner.stopped = true;
+        inner.snapshot = None;
         inner.wake_all();
     }
 }
