@@ -1068,7 +1068,7 @@ impl<D: BlockDevice> Store<D> {
             inner.checkpointing = true;
             // The image starts now, under the lock that took the records,
             // so it is exactly the state they lead to; the committer
-            // serializes it in slices (see `snapshot_image`).
+            // serializes it in slices (see `write_image`).
             inner.snapshot = Some(Snapshot::start(&inner.meta).map_err(|_| StoreError::CorruptCheckpoint)?);
             let through_seq = inner.applied_seq;
             let pending = core::mem::take(&mut inner.pending);
