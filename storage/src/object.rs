@@ -247,8 +247,21 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
         if needed <= self.buf.capacity() {
             return;
         }
-        let capacity = needed.next_power_of_two().max(FIRST_BUFFER_BYTES).min(self.chunk_max_bytes);
-        let mut bigger = IoBuf::zeroed(capacity);
+        // Past its first chunk an object streams: a whole chunk at once
+        // (the last write's buffer, if it is back), not doubling copies.
+        let capacity = if self.pending.chunks.is_empty() {
+            needed.next_power_of_two().max(FIRST_BUFFER_BYTES).min(self.chunk_max_bytes)
+        } else {
+            self.chunk_max_bytes
+        };
+        let mut bigger = match self.spare.take() {
+            Some(spare) if spare.capacity() >= capacity => spare,
+            other => {
+                self.spare = other;
+                IoBuf::zeroed(capacity)
+            }
+        };
+        bigger.set_len(bigger.capacity());
         bigger.as_mut_slice()[..self.filled].copy_from_slice(&self.buf.as_slice()[..self.filled]);
         self.buf = bigger;
     }
@@ -298,13 +311,19 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
                 }
             }
             self.wait_in_flight().await?;
-            // Bytes beyond this extent (fragmented space) move to the next buffer.
+            // Bytes beyond this extent (fragmented space) move to the next
+            // buffer. Without any, the next buffer waits for more bytes
+            // (`grow`): an object of one chunk never needs a second.
             let capacity = self.buf.capacity();
             let mut next = match self.spare.take() {
                 Some(spare) if spare.capacity() == capacity => spare,
+                other if self.filled == data_bytes => {
+                    self.spare = other;
+                    IoBuf::zeroed(0)
+                }
                 _ => IoBuf::zeroed(capacity),
             };
-            next.set_len(capacity);
+            next.set_len(next.capacity());
             let rest = self.filled - data_bytes;
             next.as_mut_slice()[..rest].copy_from_slice(&self.buf.as_slice()[data_bytes..self.filled]);
             let mut buf = core::mem::replace(&mut self.buf, next);
@@ -558,6 +577,14 @@ mod tests {
             }
             assert_eq!(got, &data[range.start as usize..range.end as usize]);
         }
+        // An object of exactly one chunk never takes a second buffer (the
+        // bytes for the next chunk would go there, and none come).
+        let mut writer = ObjectWriter::new(&disk, &space, chunk);
+        writer.expect_size(chunk as u64);
+        now(writer.write(&data[..chunk])).unwrap();
+        assert_eq!(writer.buffer_bytes(), chunk);
+        let one = now(writer.finish()).unwrap();
+        assert_eq!(one.chunks.chunks().len(), 1);
         // A small object with its size announced holds a page, not a chunk.
         let mut writer = ObjectWriter::new(&disk, &space, chunk);
         writer.expect_size(100);
