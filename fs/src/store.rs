@@ -58,8 +58,9 @@ const PAGE: usize = PAGE_BYTES as usize;
 /// checkpoint.
 pub const CHECKPOINT_EVERY_RECORDS: u64 = 250_000;
 
-/// Keys a checkpoint serializes before it lets other tasks run (about
-/// half a millisecond's work: see [`crate::snapshot`]).
+/// Units of work (keys written or passed over, buckets begun) a
+/// checkpoint's image takes before it lets other tasks run: about half a
+/// millisecond (see [`crate::snapshot`]).
 const SNAPSHOT_STEP_KEYS: usize = 2048;
 
 /// Journal batches in flight at once. One batch's write and flush take a
@@ -806,9 +807,10 @@ impl<D: BlockDevice> Store<D> {
         self.device.inner()
     }
 
-    /// How many keys a checkpoint serializes before it lets other tasks
-    /// run ([`SNAPSHOT_STEP_KEYS`] by default). Tests set a few, so that
-    /// records interleave with the image even in small states.
+    /// How many units of work (see [`SNAPSHOT_STEP_KEYS`], the default) a
+    /// checkpoint's image takes before it lets other tasks run. Tests set
+    /// a few, so that records interleave with the image even in small
+    /// states.
     pub fn set_snapshot_step_keys(&self, keys: usize) {
         self.snapshot_step_keys.store(keys.max(1), Ordering::Relaxed);
     }
