@@ -1275,38 +1275,28 @@ impl<D: BlockDevice> Store<D> {
     /// Serializes the checkpoint's image a slice at a time and hands each
     /// slice's bytes to `writer`, letting other tasks run between slices:
     /// their records go beside it (see [`crate::snapshot`]). The image is
-    /// dropped when done or on error, so records stop going past it.
-    /// Returns the image's length.
+    /// dropped once complete; an error stops the store, which drops it
+    /// (see `wait_durable`). Returns the image's length.
     async fn write_image<S: SpaceSource>(
         &self,
         writer: &mut ObjectWriter<'_, Overlaid<D>, S>,
     ) -> Result<u64, StoreError> {
         let mut total = 0u64;
         loop {
-            let step = {
+            let (done, bytes) = {
                 let mut inner = self.inner.lock();
                 let inner = &mut *inner;
+                let snapshot = inner.snapshot.as_mut().ok_or(StoreError::CorruptCheckpoint)?;
                 let keys = self.snapshot_step_keys.load(Ordering::Relaxed);
-                match inner.snapshot.as_mut().map(|snapshot| (snapshot.step(&inner.meta, keys), snapshot.take_bytes()))
-                {
-                    Some((Ok(done), bytes)) => {
-                        if done {
-                            inner.snapshot = None;
-                        }
-                        Ok((done, bytes))
-                    }
-                    Some((Err(_), _)) | None => {
-                        inner.snapshot = None;
-                        Err(StoreError::CorruptCheckpoint)
-                    }
+                let done = snapshot.step(&inner.meta, keys).map_err(|_| StoreError::CorruptCheckpoint)?;
+                let bytes = snapshot.take_bytes();
+                if done {
+                    inner.snapshot = None;
                 }
+                (done, bytes)
             };
-            let (done, bytes) = step?;
             total += bytes.len() as u64;
-            if let Err(error) = writer.write(&bytes).await {
-                self.inner.lock().snapshot = None;
-                return Err(error.into());
-            }
+            writer.write(&bytes).await?;
             if done {
                 return Ok(total);
             }

@@ -522,8 +522,8 @@ fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
         Ok::<_, String>(store)
     })?;
     // Half of the seeds serialize checkpoint images a few keys at a time,
-    // so that records apply beside them (a slice is 2,048 keys otherwise,
-    // more than these states hold).
+    // so that records apply beside them (a slice is 2,048 units of work
+    // otherwise, more than these states hold).
     let step_keys = if seed % 4 < 2 { 1 + rng.below(4) as usize } else { usize::MAX };
     let mut stats = Stats::default();
     for round in 0..cuts {
