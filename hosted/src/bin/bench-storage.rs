@@ -296,6 +296,15 @@ fn run_tasks(tasks: Vec<impl Future<Output = ()> + 'static>) {
     });
 }
 
+/// A PUT of `data` (its size announced, all of it in one write).
+async fn put_whole<D: BlockDevice>(store: &Store<D>, bucket: &str, key: &str, data: &[u8]) {
+    let mut object = store.writer();
+    object.expect_size(data.len() as u64);
+    object.write(data).await.expect("write");
+    let written = object.finish().await.expect("finish");
+    store.put_object(bucket, key, written, PutInfo::default(), 0).await.expect("put");
+}
+
 /// Seconds for `writers` concurrent tasks to PUT `per_writer` objects each
 /// of `data` into `bucket` (which must exist), keys from `key(writer, i)`.
 fn concurrent_puts<D: BlockDevice + 'static>(
@@ -312,12 +321,7 @@ fn concurrent_puts<D: BlockDevice + 'static>(
             let (store, data, bucket) = (store.clone(), data.clone(), bucket.to_string());
             async move {
                 for index in 0..per_writer {
-                    let mut object = store.writer();
-                    object.expect_size(data.len() as u64);
-                    object.write(&data).await.expect("write");
-                    let written = object.finish().await.expect("finish");
-                    let key = key(writer, index);
-                    store.put_object(&bucket, &key, written, PutInfo::default(), 0).await.expect("put");
+                    put_whole(&store, &bucket, &key(writer, index), &data).await;
                 }
             }
         })
@@ -862,11 +866,7 @@ fn checkpoint_beside_puts_rows<D: BlockDevice + 'static>(rows: &mut Vec<Row>, st
             let mut index = 0;
             while !done.get() && index < 500 {
                 let start = Instant::now();
-                let mut object = store.writer();
-                object.write(&data).await.expect("write");
-                let written = object.finish().await.expect("finish");
-                let key = format!("beside/{writer:02}/{index:06}");
-                store.put_object("beside", &key, written, PutInfo::default(), 0).await.expect("put");
+                put_whole(&store, "beside", &format!("beside/{writer:02}/{index:06}"), &data).await;
                 slowest.set(slowest.get().max(start.elapsed().as_secs_f64() * 1000.0));
                 puts.set(puts.get() + 1);
                 index += 1;
