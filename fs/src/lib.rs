@@ -11,6 +11,7 @@
 //! - [`state`]: the metadata and the one function that changes it.
 //! - [`snapshot`]: a checkpoint's image of the state, made in slices.
 //! - [`store`]: the engine: group commit, checkpoints, replay, reads.
+//! - [`write_cache`]: small data writes held until the next flush, then merged.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -25,3 +26,4 @@ pub mod record;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod write_cache;

@@ -22,6 +22,8 @@ use storage::block::{BlockDevice, BlockError, Geometry, IoBuf, IoResult};
 use storage::object::ChunkRef;
 use storage::space::{Extent, PAGE_BYTES};
 
+use crate::write_cache::Cached;
+
 /// One chunk whose bytes are not in its extent yet.
 #[derive(Clone, Debug)]
 pub(crate) struct Unwritten {
@@ -199,20 +201,29 @@ impl Overlay {
 /// The store's device: reads of chunks not yet written back come from
 /// memory, everything else goes to the device.
 pub struct Overlaid<D> {
-    device: D,
+    device: Cached<D>,
     lbas_per_page: u64,
     pub(crate) overlay: Mutex<Overlay>,
 }
 
 impl<D: BlockDevice> Overlaid<D> {
-    pub(crate) fn new(device: D, overlay: Overlay) -> Self {
+    /// Small writes from `data_start_page` on are held until a flush (see
+    /// [`crate::write_cache`]).
+    pub(crate) fn new(device: D, overlay: Overlay, data_start_page: u64) -> Self {
         let block_bytes = u64::from(device.geometry().block_bytes).max(1);
-        Self { lbas_per_page: (PAGE_BYTES / block_bytes).max(1), device, overlay: Mutex::new(overlay) }
+        let lbas_per_page = (PAGE_BYTES / block_bytes).max(1);
+        let device = Cached::new(device, data_start_page * lbas_per_page);
+        Self { lbas_per_page, device, overlay: Mutex::new(overlay) }
     }
 
     /// The device underneath.
     pub fn inner(&self) -> &D {
-        &self.device
+        self.device.inner()
+    }
+
+    /// Bytes of small writes held until the next flush, and how many.
+    pub fn held_writes(&self) -> (usize, usize) {
+        self.device.held()
     }
 
     fn cached(&self, lba: u64, buf: &mut IoBuf) -> bool {

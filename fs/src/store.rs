@@ -29,7 +29,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::poll_fn;
 use core::ops::Range;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::task::{Poll, Waker};
 
 use serde::{Deserialize, Serialize};
@@ -451,6 +451,8 @@ pub struct Store<D: BlockDevice> {
     device: Overlaid<D>,
     /// See [`inline_max`]; 0 turns logging of small objects off.
     inline_max: AtomicUsize,
+    /// See [`Store::set_small_object_logging`].
+    logging_off: AtomicBool,
     counters: CommitCounters,
     /// Writers finishing together hash their objects together.
     md5_batch: Md5Batch,
@@ -782,8 +784,9 @@ impl<D: BlockDevice> Store<D> {
             snapshot: None,
         };
         let store = Self {
-            device: Overlaid::new(device, overlay),
+            device: Overlaid::new(device, overlay, superblock.data_start_page),
             inline_max: AtomicUsize::new(inline_max(journal_pages, checkpoint_bytes)),
+            logging_off: AtomicBool::new(false),
             counters: CommitCounters::default(),
             md5_batch: Md5Batch::new(),
             space: SpaceCell { map: Mutex::new(map), reserve_pages: AtomicU64::new(reserve) },
@@ -819,10 +822,20 @@ impl<D: BlockDevice> Store<D> {
         self.chunk_max_bytes
     }
 
+    /// Small objects travel in the journal while its size allows (see
+    /// [`inline_max`]); off, they are written to their extents as larger
+    /// ones are, which is what a store whose state has outgrown an eighth
+    /// of its journal does. For benches and tests of that path.
+    pub fn set_small_object_logging(&self, on: bool) {
+        self.logging_off.store(!on, Ordering::Relaxed);
+    }
+
     /// A writer for the bytes of a new object or part.
     pub fn writer(&self) -> ObjectWriter<'_, Overlaid<D>, SpaceCell> {
+        let inline_max =
+            if self.logging_off.load(Ordering::Relaxed) { 0 } else { self.inline_max.load(Ordering::Relaxed) };
         ObjectWriter::new(&self.device, &self.space, self.chunk_max_bytes)
-            .with_inline_max(self.inline_max.load(Ordering::Relaxed))
+            .with_inline_max(inline_max)
             .with_md5_batch(&self.md5_batch)
     }
 

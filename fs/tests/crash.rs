@@ -624,10 +624,13 @@ fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
 #[test]
 fn fixed_seeds_survive_a_thousand_cuts() {
     let mut total = Stats::default();
-    for seed in 1..=100u64 {
+    // And seeds that once found a defect the first hundred missed: a
+    // journal commit that did not write the held data writes first (see
+    // `fs::write_cache`), found by 19 of 1,000 campaign seeds.
+    for seed in (1..=100u64).chain([1055, 1102, 1142]) {
         total.add(&run_seed(seed, 10).unwrap_or_else(|error| panic!("{error}")));
     }
-    println!("crash simulation, 100 seeds: {total:?}");
+    println!("crash simulation, 103 seeds: {total:?}");
     assert!(total.cuts >= 1_000);
     // The cuts must land mid-work and catch operations on both sides.
     assert!(total.cuts_mid_workload >= total.cuts / 2, "{total:?}");
