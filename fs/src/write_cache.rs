@@ -17,7 +17,7 @@
 //! Reads see held bytes over what the device returns, so a chunk read back
 //! before its flush is the one written.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::poll_fn;
@@ -30,8 +30,14 @@ use storage::block::{BlockDevice, BlockError, Geometry, IoBuf};
 /// writes go straight to the device.
 pub const HELD_WRITE_MAX_BYTES: usize = 64 * 1024;
 
-/// What may be held at once; past it writes go straight to the device.
+/// What may be held at once (in whole pages); past it writes go straight
+/// to the device.
 pub const HELD_MAX_BYTES: usize = 8 << 20;
+
+/// Memory a held copy of `len` bytes takes.
+fn cost(len: usize) -> usize {
+    len.next_multiple_of(4096)
+}
 
 /// The largest write a drain merges held writes into.
 const MERGED_MAX_BYTES: usize = 1 << 20;
@@ -51,11 +57,21 @@ struct Held {
 #[derive(Debug, Default)]
 pub struct WriteCache {
     held: BTreeMap<u64, Held>,
-    /// Sequence number of each held write, to its start block.
-    by_seq: BTreeMap<u64, u64>,
+    /// (sequence number, start block) of each held write. Pieces of one
+    /// write cut by a later write over part of it share its number.
+    by_seq: BTreeSet<(u64, u64)>,
     bytes: usize,
     last_seq: u64,
     waiters: Vec<Waker>,
+}
+
+/// What became of a write offered to the cache.
+enum Hold {
+    Held,
+    /// Too large, or the cache is full: the device takes it now.
+    WriteThrough,
+    /// It overlaps a held write being written: it must land after that.
+    WaitForDrain,
 }
 
 /// One device write of a drain: adjacent held writes merged.
@@ -75,26 +91,73 @@ impl WriteCache {
         self.bytes
     }
 
-    /// Whether a write of `blocks` at `lba` overlaps one held.
-    fn overlaps(&self, lba: u64, blocks: u64) -> bool {
+    /// Start blocks of the held writes that overlap `blocks` (at least
+    /// one) at `lba`: only the last one starting at or before `lba` can
+    /// reach into it.
+    fn overlapping_starts(&self, lba: u64, blocks: u64) -> Vec<u64> {
         let end = lba.saturating_add(blocks);
-        self.held.range(..end).next_back().is_some_and(|(&start, held)| start + held.blocks > lba)
+        let first = self.held.range(..=lba).next_back().map_or(lba, |(&start, _)| start);
+        self.held
+            .range(first..end)
+            .filter(|&(&start, held)| start + held.blocks > lba)
+            .map(|(&start, _)| start)
+            .collect()
     }
 
-    /// Holds a copy of `bytes` for `lba` if it is small and fits; false
-    /// when the caller must write it to the device itself.
-    fn hold(&mut self, lba: u64, blocks: u64, bytes: &IoBuf) -> bool {
-        if bytes.len() > HELD_WRITE_MAX_BYTES || self.bytes + bytes.len() > HELD_MAX_BYTES || self.overlaps(lba, blocks)
-        {
-            return false;
+    fn insert(&mut self, lba: u64, held: Held) {
+        self.bytes += cost(held.bytes.len());
+        self.by_seq.insert((held.seq, lba));
+        self.held.insert(lba, held);
+    }
+
+    fn remove(&mut self, lba: u64) -> Option<Held> {
+        let held = self.held.remove(&lba)?;
+        self.bytes -= cost(held.bytes.len());
+        self.by_seq.remove(&(held.seq, lba));
+        Some(held)
+    }
+
+    /// Holds a copy of `bytes` (`blocks` of `block_bytes`, at least one)
+    /// for `lba`, or says why not. A write over held ones that no drain
+    /// has is held whatever its size, in their place and with the oldest
+    /// one's sequence number: a flush that must write them writes it (the
+    /// parts it covers would be overwritten by it anyway), and no drain
+    /// writes them after it.
+    fn hold(&mut self, lba: u64, blocks: u64, block_bytes: u64, bytes: &IoBuf) -> Hold {
+        let overlapping = self.overlapping_starts(lba, blocks);
+        if overlapping.iter().any(|start| self.held[start].draining) {
+            return Hold::WaitForDrain;
         }
-        self.last_seq += 1;
-        let seq = self.last_seq;
-        self.bytes += bytes.len();
-        self.by_seq.insert(seq, lba);
-        self.held
-            .insert(lba, Held { bytes: Arc::new(IoBuf::from_slice(bytes.as_slice())), blocks, seq, draining: false });
-        true
+        let seq = if overlapping.is_empty() {
+            if bytes.len() > HELD_WRITE_MAX_BYTES || self.bytes + cost(bytes.len()) > HELD_MAX_BYTES {
+                return Hold::WriteThrough;
+            }
+            self.last_seq += 1;
+            self.last_seq
+        } else {
+            let end = lba + blocks;
+            let mut oldest = u64::MAX;
+            for start in overlapping {
+                let Some(old) = self.remove(start) else { continue };
+                oldest = oldest.min(old.seq);
+                let old_end = start + old.blocks;
+                // The parts it does not cover stay held, in pieces.
+                for (from, to) in [(start, lba.min(old_end)), (end.max(start), old_end)] {
+                    if from < to {
+                        let at = ((from - start) * block_bytes) as usize;
+                        let len = ((to - from) * block_bytes) as usize;
+                        let piece = IoBuf::from_slice(&old.bytes.as_slice()[at..at + len]);
+                        self.insert(
+                            from,
+                            Held { bytes: Arc::new(piece), blocks: to - from, seq: old.seq, draining: false },
+                        );
+                    }
+                }
+            }
+            oldest
+        };
+        self.insert(lba, Held { bytes: Arc::new(IoBuf::from_slice(bytes.as_slice())), blocks, seq, draining: false });
+        Hold::Held
     }
 
     /// Takes every held write no drain has, merged by address.
@@ -120,11 +183,8 @@ impl WriteCache {
     /// The drain wrote these: forget them (unless held again since).
     fn written(&mut self, members: &[(u64, u64)]) {
         for &(lba, seq) in members {
-            if self.held.get(&lba).is_some_and(|held| held.seq == seq)
-                && let Some(held) = self.held.remove(&lba)
-            {
-                self.bytes -= held.bytes.len();
-                self.by_seq.remove(&seq);
+            if self.held.get(&lba).is_some_and(|held| held.seq == seq && held.draining) {
+                self.remove(lba);
             }
         }
     }
@@ -144,17 +204,11 @@ impl WriteCache {
         }
     }
 
-    /// Copies of the held writes overlapping `len_bytes` at `lba`, taken
+    /// Copies of the held writes overlapping `blocks` at `lba`, taken
     /// before a device read so that a drain finishing meanwhile cannot
     /// leave the read with the old bytes.
     fn overlapping(&self, lba: u64, blocks: u64) -> Vec<(u64, Arc<IoBuf>)> {
-        let end = lba.saturating_add(blocks);
-        let first = self.held.range(..=lba).next_back().map_or(lba, |(&start, _)| start);
-        self.held
-            .range(first..end)
-            .filter(|&(&start, held)| start + held.blocks > lba)
-            .map(|(&start, held)| (start, held.bytes.clone()))
-            .collect()
+        self.overlapping_starts(lba, blocks).into_iter().map(|start| (start, self.held[&start].bytes.clone())).collect()
     }
 }
 
@@ -215,7 +269,7 @@ impl<D: BlockDevice> Cached<D> {
         loop {
             let runs = poll_fn(|cx| {
                 let mut cache = self.cache.lock();
-                if cache.by_seq.first_key_value().is_none_or(|(&seq, _)| seq > through) {
+                if cache.by_seq.first().is_none_or(|&(seq, _)| seq > through) {
                     return Poll::Ready(None);
                 }
                 let runs = cache.take(block_bytes);
@@ -289,24 +343,31 @@ impl<D: BlockDevice> BlockDevice for Cached<D> {
     }
 
     async fn write(&self, lba: u64, buf: IoBuf) -> storage::block::IoResult {
-        if lba >= self.data_start_lba {
-            match self.device.geometry().check(lba, buf.len()) {
-                Err(error) => return (Err(error), buf),
-                Ok(blocks) => {
-                    let mut cache = self.cache.lock();
-                    if cache.hold(lba, blocks, &buf) {
-                        return (Ok(()), buf);
-                    }
-                    let overlaps = cache.overlaps(lba, blocks);
-                    drop(cache);
-                    // Never reached by the store (space is reused only
-                    // after a flush), but a write over a held one must not
-                    // be overtaken by it.
-                    if overlaps && let Err(error) = self.drain().await {
-                        return (Err(error), buf);
-                    }
+        let geometry = self.device.geometry();
+        let blocks = match geometry.check(lba, buf.len()) {
+            Ok(blocks) => blocks,
+            Err(error) => return (Err(error), buf),
+        };
+        // Below the data area (superblocks, journal) nothing is held, and
+        // nothing can overlap a held write.
+        if blocks == 0 || lba + blocks <= self.data_start_lba {
+            return self.device.write(lba, buf).await;
+        }
+        let block_bytes = u64::from(geometry.block_bytes);
+        let held = poll_fn(|cx| {
+            let mut cache = self.cache.lock();
+            match cache.hold(lba, blocks, block_bytes, &buf) {
+                Hold::Held => Poll::Ready(true),
+                Hold::WriteThrough => Poll::Ready(false),
+                Hold::WaitForDrain => {
+                    cache.waiters.push(cx.waker().clone());
+                    Poll::Pending
                 }
             }
+        })
+        .await;
+        if held {
+            return (Ok(()), buf);
         }
         self.device.write(lba, buf).await
     }
@@ -323,7 +384,9 @@ impl<D: BlockDevice> BlockDevice for Cached<D> {
         self.device.write_durable(lba, buf).await
     }
 
-    fn discard(&self, lba: u64, blocks: u64) -> impl core::future::Future<Output = Result<(), BlockError>> {
-        self.device.discard(lba, blocks)
+    async fn discard(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {
+        // Held writes before it land before it.
+        self.drain().await?;
+        self.device.discard(lba, blocks).await
     }
 }

@@ -188,3 +188,50 @@ fn a_failed_drain_keeps_the_writes_held() {
     now(cached.flush()).unwrap();
     assert_eq!(cached.inner().0.on_disk(80, 1), vec![3; 4096]);
 }
+
+#[test]
+fn a_write_over_part_of_a_held_one_is_held_in_its_place() {
+    // A failed PUT leaves its held chunk over space freed at once; a later
+    // object there may cover part of it, or be too large to hold.
+    let cached = Cached::new(Gated::new(), DATA_START);
+    now(cached.write(100, IoBuf::from_slice(&[1; 3 * 4096]))).0.unwrap();
+    now(cached.write(101, page(2))).0.unwrap();
+    let large = IoBuf::from_slice(&vec![3; HELD_WRITE_MAX_BYTES + 4096]);
+    now(cached.write(102, large)).0.unwrap();
+    assert_eq!(cached.inner().writes.get(), 0);
+    let (result, buf) = now(cached.read(100, IoBuf::zeroed(4 * 4096)));
+    result.unwrap();
+    let firsts: Vec<u8> = buf.as_slice().chunks(4096).map(|block| block[0]).collect();
+    assert_eq!(firsts, [1, 2, 3, 3]);
+    now(cached.flush()).unwrap();
+    assert_eq!(cached.held(), (0, 0));
+    let firsts: Vec<u8> = cached.inner().on_disk(100, 4).chunks(4096).map(|block| block[0]).collect();
+    assert_eq!(firsts, [1, 2, 3, 3]);
+}
+
+#[test]
+fn a_write_over_one_being_written_waits_for_it() {
+    let cached = Cached::new(Gated::new(), DATA_START);
+    now(cached.write(110, page(1))).0.unwrap();
+    cached.inner().gated.set(true);
+    let mut flush = pin!(cached.flush());
+    assert!(poll_once(flush.as_mut()).is_pending());
+    let mut write = pin!(cached.write(110, page(2)));
+    assert!(poll_once(write.as_mut()).is_pending());
+    cached.inner().gated.set(false);
+    assert!(poll_once(flush.as_mut()).is_ready());
+    assert!(poll_once(write.as_mut()).is_ready());
+    assert_eq!(cached.inner().on_disk(110, 1), vec![1; 4096]);
+    now(cached.flush()).unwrap();
+    assert_eq!(cached.inner().on_disk(110, 1), vec![2; 4096]);
+}
+
+#[test]
+fn an_empty_write_leaves_held_ones_alone() {
+    let cached = Cached::new(Gated::new(), DATA_START);
+    now(cached.write(120, page(4))).0.unwrap();
+    now(cached.write(120, IoBuf::from_slice(&[]))).0.unwrap();
+    assert_eq!(cached.held(), (4096, 1));
+    now(cached.flush()).unwrap();
+    assert_eq!(cached.inner().on_disk(120, 1), vec![4; 4096]);
+}
