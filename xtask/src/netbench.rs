@@ -124,8 +124,26 @@ fn run_client(netns: Option<&str>, timeout_s: &str, script: &Path, args: &[&str]
         }
         None => Command::new("timeout"),
     };
-    let output =
-        command.args([timeout_s, "python3"]).arg(script).args(args).output().context("running the bench client")?;
+    command.args([timeout_s, "python3"]).arg(script);
+    run_command(command, args)
+}
+
+/// Runs a native client program as [`run_client`] runs the script.
+fn run_program(netns: Option<&str>, timeout_s: &str, program: &Path, args: &[&str]) -> Result<String> {
+    let mut command = match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns, "timeout"]);
+            command
+        }
+        None => Command::new("timeout"),
+    };
+    command.arg(timeout_s).arg(program);
+    run_command(command, args)
+}
+
+fn run_command(mut command: Command, args: &[&str]) -> Result<String> {
+    let output = command.args(args).output().context("running the bench client")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!("client {args:?} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
@@ -205,8 +223,9 @@ pub fn run(part: Part) -> Result<()> {
     if let Some(hosted) = &hosted {
         println!(
             "Clients: Python socket/ssl (OpenSSL) in netns {NETNS}, 256 KiB per send; TLS rows batch the records of \
-             a send into one syscall (as asyncio does) unless marked; medians of {BULK_ROUNDS} interleaved rounds; \
-             TLS 1.3 as negotiated: {}",
+             a send into one syscall (as asyncio does) unless marked; rows marked native: tools/netbulk (a thread \
+             per connection, rustls on ring, 256 KiB per write, a write's records in one vectored write); medians \
+             of {BULK_ROUNDS} interleaved rounds; TLS 1.3 as negotiated: {}",
             hosted.health
         );
     }
@@ -220,6 +239,9 @@ struct HostedFigures {
     plain: [f64; 2],
     tls: [f64; 2],
     tls_per_record: [f64; 2],
+    /// The same rows with `tools/netbulk` (native threads, rustls on ring).
+    native_plain: [f64; 2],
+    native_tls: [f64; 2],
     linux: [f64; 2],
     handshakes: f64,
     health: String,
@@ -235,6 +257,7 @@ fn measure_hosted(certificates: &bootfs::Certificates, script: &Path, ca: &str) 
     let server = std::env::var_os("NETBENCH_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("release/rustcore-hosted"));
+    let native = build_native_client()?;
 
     let mut testbed = Testbed::setup()?;
     let chain = certificates.server_chain.to_str().context("certificate path is not UTF-8")?;
@@ -273,6 +296,17 @@ fn measure_hosted(certificates: &bootfs::Certificates, script: &Path, ca: &str) 
                 round.push(measure(script, &client.bulk_args(ip, port, &bytes, conns, ca))?);
             }
         }
+        for tls in [false, true] {
+            for conns in ["1", "8"] {
+                let port = if tls { TLS_SINK_PORT } else { SINK_PORT };
+                let mut args = vec![HOSTED_IP, port, bytes.as_str(), conns];
+                if tls {
+                    args.push(ca);
+                }
+                let line = run_program(Some(NETNS), CLIENT_TIMEOUT_S, &native, &args)?;
+                round.push(parse_figure(&line, &args)?);
+            }
+        }
         rounds.push(round);
     }
     let median = |row: usize| crate::median(&mut rounds.iter().map(|round| round[row]).collect::<Vec<f64>>());
@@ -283,9 +317,23 @@ fn measure_hosted(certificates: &bootfs::Certificates, script: &Path, ca: &str) 
         tls: [median(2), median(3)],
         tls_per_record: [median(4), median(5)],
         linux: [median(6), median(7)],
+        native_plain: [median(8), median(9)],
+        native_tls: [median(10), median(11)],
         handshakes,
         health,
     })
+}
+
+/// Builds `tools/netbulk` (its own workspace, lock file and target
+/// directory, `tools/netbulk/target`).
+fn build_native_client() -> Result<PathBuf> {
+    let dir = repo_root().join("tools/netbulk");
+    let mut build = Command::new(crate::cargo_program());
+    build.current_dir(&dir).args(["build", "--release", "--locked"]);
+    remove_package_env(&mut build);
+    build.env_remove("CARGO_TARGET_DIR");
+    run_checked(&mut build)?;
+    Ok(dir.join("target/release/netbulk"))
 }
 
 /// Rounds of the hosted bulk rows (medians are reported).
@@ -337,7 +385,22 @@ impl HostedFigures {
             println!("| Linux TCP over veth (ceiling), {gib} GiB, {conns} | {:.0} MB/s | |", self.linux[i]);
         }
         for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+            println!(
+                "| hosted plain TCP bulk, native client, {gib} GiB, {conns} | {:.0} MB/s | |",
+                self.native_plain[i]
+            );
+        }
+        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+            println!("| hosted TLS bulk, native client, {gib} GiB, {conns} | {:.0} MB/s | |", self.native_tls[i]);
+        }
+        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
             println!("| TLS bulk / plain TCP, {conns} | {} | >= 70% |", percent(self.tls[i], self.plain[i]));
+        }
+        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
+            println!(
+                "| TLS bulk / plain TCP, native client, {conns} | {} | >= 70% |",
+                percent(self.native_tls[i], self.native_plain[i])
+            );
         }
         for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
             println!(
