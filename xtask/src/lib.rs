@@ -69,6 +69,19 @@ pub fn run_checked(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Builds the host tool `tools/NAME` (its own workspace, lock file and
+/// target directory, `tools/NAME/target`, so that its dependencies never
+/// unify into the workspace's) and returns its binary, also named NAME.
+pub fn build_host_tool(name: &str) -> Result<PathBuf> {
+    let dir = repo_root().join("tools").join(name);
+    let mut build = Command::new(cargo_program());
+    build.current_dir(&dir).args(["build", "--release", "--locked"]);
+    remove_package_env(&mut build);
+    build.env_remove("CARGO_TARGET_DIR");
+    run_checked(&mut build)?;
+    Ok(dir.join("target/release").join(name))
+}
+
 /// `program arg1 arg2`, for messages.
 pub fn display_command(cmd: &Command) -> String {
     std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(OsStr::to_string_lossy).collect::<Vec<_>>().join(" ")

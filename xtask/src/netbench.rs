@@ -113,9 +113,9 @@ fn delete_namespaces() {
     }
 }
 
-/// Runs the client script, inside `netns` or (for loopback targets) on the
-/// host, bounded by `timeout_s`; returns its last line.
-fn run_client(netns: Option<&str>, timeout_s: &str, script: &Path, args: &[&str]) -> Result<String> {
+/// `timeout TIMEOUT_S`, inside `netns` or (for loopback targets) on the
+/// host: the start of every client command.
+fn bounded(netns: Option<&str>, timeout_s: &str) -> Command {
     let mut command = match netns {
         Some(netns) => {
             let mut command = Command::new("ip");
@@ -124,21 +124,22 @@ fn run_client(netns: Option<&str>, timeout_s: &str, script: &Path, args: &[&str]
         }
         None => Command::new("timeout"),
     };
-    command.args([timeout_s, "python3"]).arg(script);
+    command.arg(timeout_s);
+    command
+}
+
+/// Runs the client script, inside `netns` or (for loopback targets) on the
+/// host, bounded by `timeout_s`; returns its last line.
+fn run_client(netns: Option<&str>, timeout_s: &str, script: &Path, args: &[&str]) -> Result<String> {
+    let mut command = bounded(netns, timeout_s);
+    command.arg("python3").arg(script);
     run_command(command, args)
 }
 
 /// Runs a native client program as [`run_client`] runs the script.
 fn run_program(netns: Option<&str>, timeout_s: &str, program: &Path, args: &[&str]) -> Result<String> {
-    let mut command = match netns {
-        Some(netns) => {
-            let mut command = Command::new("ip");
-            command.args(["netns", "exec", netns, "timeout"]);
-            command
-        }
-        None => Command::new("timeout"),
-    };
-    command.arg(timeout_s).arg(program);
+    let mut command = bounded(netns, timeout_s);
+    command.arg(program);
     run_command(command, args)
 }
 
@@ -257,7 +258,7 @@ fn measure_hosted(certificates: &bootfs::Certificates, script: &Path, ca: &str) 
     let server = std::env::var_os("NETBENCH_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("release/rustcore-hosted"));
-    let native = build_native_client()?;
+    let native = crate::build_host_tool("netbulk")?;
 
     let mut testbed = Testbed::setup()?;
     let chain = certificates.server_chain.to_str().context("certificate path is not UTF-8")?;
@@ -322,18 +323,6 @@ fn measure_hosted(certificates: &bootfs::Certificates, script: &Path, ca: &str) 
         handshakes,
         health,
     })
-}
-
-/// Builds `tools/netbulk` (its own workspace, lock file and target
-/// directory, `tools/netbulk/target`).
-fn build_native_client() -> Result<PathBuf> {
-    let dir = repo_root().join("tools/netbulk");
-    let mut build = Command::new(crate::cargo_program());
-    build.current_dir(&dir).args(["build", "--release", "--locked"]);
-    remove_package_env(&mut build);
-    build.env_remove("CARGO_TARGET_DIR");
-    run_checked(&mut build)?;
-    Ok(dir.join("target/release/netbulk"))
 }
 
 /// Rounds of the hosted bulk rows (medians are reported).

@@ -298,18 +298,6 @@ fn build_workspace_bin(package: &str, bin: &str) -> Result<PathBuf> {
     Ok(target_dir().join("release").join(bin))
 }
 
-/// Builds `tools/s3bench` (its own workspace, lock file and target
-/// directory, `tools/s3bench/target`).
-fn build_client() -> Result<PathBuf> {
-    let dir = repo_root().join("tools/s3bench");
-    let mut build = Command::new(crate::cargo_program());
-    build.current_dir(&dir).args(["build", "--release", "--locked"]);
-    remove_package_env(&mut build);
-    build.env_remove("CARGO_TARGET_DIR");
-    run_checked(&mut build)?;
-    Ok(dir.join("target/release/s3bench"))
-}
-
 /// Where peers are installed: outside the repository, kept across runs.
 fn peers_root() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
@@ -375,7 +363,7 @@ pub fn run(args: &[String]) -> Result<()> {
         ensure!(on_path(program), "{program} not found on PATH");
     }
     let started = Instant::now();
-    let client = build_client()?;
+    let client = crate::build_host_tool("s3bench")?;
     let state = State::new();
     state.ensure()?;
     let work = state.dir().join("bench-s3");
