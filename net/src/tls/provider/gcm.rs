@@ -40,6 +40,9 @@ const BLOCK: usize = 16;
 /// Blocks per step of the bulk loop: enough independent AES and CLMUL work to keep the pipelines
 /// full, few enough that the state stays near the 16 XMM registers.
 const WIDE: usize = 8;
+/// Key powers kept: H^1..H^16, for a sixteen-block step on 512-bit registers (the AES-NI code's
+/// eight-block step uses H^1..H^8).
+const POWERS: usize = 16;
 /// SP 800-38D: at most 2^39 - 256 bits of plaintext under one nonce.
 const MAX_TEXT_BYTES: u64 = (1 << 36) - 32;
 
@@ -78,10 +81,10 @@ pub struct GcmKey {
     /// 10 (AES-128) or 14 (AES-256).
     rounds: usize,
     round_keys: [__m128i; 15],
-    /// H^1 ..= H^8 in the stored form (see the module comment).
-    powers: [__m128i; WIDE],
+    /// H^1 ..= H^16 in the stored form (see the module comment).
+    powers: [__m128i; POWERS],
     /// Each power's halves XORed, for Karatsuba.
-    power_halves: [__m128i; WIDE],
+    power_halves: [__m128i; POWERS],
 }
 
 impl Drop for GcmKey {
@@ -235,15 +238,21 @@ impl Product {
     }
 }
 
-/// Montgomery reduction of a product by x^128 modulo x^128 + x^127 + x^126 + x^121 + 1, in two
-/// shift-and-XOR phases (Gueron and Kounavis, "Intel Carry-Less Multiplication Instruction and its
-/// Usage for Computing the GCM Mode", as in Linux's `__clmul_gf128mul_ble`).
 #[inline]
 #[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
 fn reduce(p: Product) -> __m128i {
-    let mid = xor(xor(p.mid, p.lo), p.hi);
-    let lo = xor(p.lo, _mm_slli_si128::<8>(mid));
-    let hi = xor(p.hi, _mm_srli_si128::<8>(mid));
+    reduce_parts(p.lo, xor(xor(p.mid, p.lo), p.hi), p.hi)
+}
+
+/// Montgomery reduction by x^128 modulo x^128 + x^127 + x^126 + x^121 + 1 of the product
+/// hi·x^128 + mid·x^64 + lo, in two shift-and-XOR phases (Gueron and Kounavis, "Intel Carry-Less
+/// Multiplication Instruction and its Usage for Computing the GCM Mode", as in Linux's
+/// `__clmul_gf128mul_ble`).
+#[inline]
+#[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
+fn reduce_parts(lo: __m128i, mid: __m128i, hi: __m128i) -> __m128i {
+    let lo = xor(lo, _mm_slli_si128::<8>(mid));
+    let hi = xor(hi, _mm_srli_si128::<8>(mid));
     let t = _mm_slli_epi64::<57>(xor(_mm_slli_epi64::<5>(xor(_mm_slli_epi64::<1>(lo), lo)), lo));
     let lo = xor(lo, _mm_slli_si128::<8>(t));
     let hi = xor(hi, _mm_srli_si128::<8>(t));
@@ -280,8 +289,8 @@ pub fn new_key_ni(key: AesKey<'_>) -> GcmKey {
     h.zeroize();
     let h1 = _mm_set_epi64x(high as i64, low as i64);
     let h1_halves = halves(h1);
-    let mut powers = [h1; WIDE];
-    for i in 1..WIDE {
+    let mut powers = [h1; POWERS];
+    for i in 1..POWERS {
         let mut p = Product::zero();
         p.add(powers[i - 1], h1, h1_halves);
         powers[i] = reduce(p);
@@ -317,27 +326,36 @@ fn ghash_one(key: &GcmKey, acc: __m128i, x: __m128i) -> __m128i {
     reduce(p)
 }
 
-/// Encrypts or decrypts `data` in place and returns the tag, E(J0) xor GHASH(aad, ciphertext).
+/// One record's pass so far: the counter block with a zero counter, the next block's counter and
+/// GHASH over what has been hashed.
+#[derive(Clone, Copy)]
+struct Pass {
+    base: __m128i,
+    next: u32,
+    acc: __m128i,
+}
+
+/// Starts a record: hashes the AAD; the data starts at counter 2 (1 masks the tag).
+#[inline]
 #[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
-fn crypt<const ROUNDS: usize>(
-    key: &GcmKey,
-    nonce: &[u8; 12],
-    aad: &[u8],
-    data: &mut [u8],
-    direction: Direction,
-) -> __m128i {
+fn start(key: &GcmKey, nonce: &[u8; 12], aad: &[u8]) -> Pass {
     let mut counter_bytes = [0u8; BLOCK];
     counter_bytes[..12].copy_from_slice(nonce);
-    let base = load(&counter_bytes);
-
     let mut acc = _mm_setzero_si128();
     for chunk in aad.chunks(BLOCK) {
         let mut padded = [0u8; BLOCK];
         padded[..chunk.len()].copy_from_slice(chunk);
         acc = ghash_one(key, acc, byte_reverse(load(&padded)));
     }
+    Pass { base: load(&counter_bytes), next: 2, acc }
+}
 
-    let mut next = 2u32;
+/// Encrypts or decrypts `data` in place, eight blocks a step and then one at a time, and hashes
+/// the ciphertext. `data` ends the record: a partial last block is padded for GHASH.
+#[inline]
+#[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
+fn crypt_rest<const ROUNDS: usize>(key: &GcmKey, pass: &mut Pass, data: &mut [u8], direction: Direction) {
+    let Pass { base, mut next, mut acc } = *pass;
     let mut wide = data.chunks_exact_mut(WIDE * BLOCK);
     for chunk in &mut wide {
         let mut stream = [_mm_setzero_si128(); WIDE];
@@ -377,11 +395,31 @@ fn crypt<const ROUNDS: usize>(
         };
         acc = ghash_one(key, acc, byte_reverse(cipher));
     }
+    *pass = Pass { base, next, acc };
+}
 
+/// Hashes the lengths block and returns the tag, E(J0) xor GHASH(aad, ciphertext).
+#[inline]
+#[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
+fn finish<const ROUNDS: usize>(key: &GcmKey, pass: &Pass, aad_bytes: usize, data_bytes: usize) -> __m128i {
     // The lengths block, be64(AAD bits) || be64(text bits), is already in integer order.
-    let lengths = _mm_set_epi64x((aad.len() as u64 * 8) as i64, (data.len() as u64 * 8) as i64);
-    acc = ghash_one(key, acc, lengths);
-    xor(byte_reverse(acc), encrypt_one(&key.round_keys, ROUNDS, counter(base, 1)))
+    let lengths = _mm_set_epi64x((aad_bytes as u64 * 8) as i64, (data_bytes as u64 * 8) as i64);
+    let acc = ghash_one(key, pass.acc, lengths);
+    xor(byte_reverse(acc), encrypt_one(&key.round_keys, ROUNDS, counter(pass.base, 1)))
+}
+
+/// Encrypts or decrypts `data` in place and returns the tag.
+#[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
+fn crypt<const ROUNDS: usize>(
+    key: &GcmKey,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    data: &mut [u8],
+    direction: Direction,
+) -> __m128i {
+    let mut pass = start(key, nonce, aad);
+    crypt_rest::<ROUNDS>(key, &mut pass, data, direction);
+    finish::<ROUNDS>(key, &pass, aad.len(), data.len())
 }
 
 #[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
@@ -412,7 +450,13 @@ pub fn seal_ni(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [
 /// Only on a CPU with AES-NI, PCLMULQDQ, SSSE3 and SSE4.1.
 #[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
 pub fn open_ni(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8], tag: &[u8; BLOCK]) -> bool {
-    let expected = crypt_any(key, nonce, aad, data, Direction::Open);
+    check_tag(crypt_any(key, nonce, aad, data, Direction::Open), tag, data)
+}
+
+/// Compares the computed tag with the received one; on a mismatch zeroes the decrypted `data`.
+#[inline]
+#[target_feature(enable = "sse2,ssse3,sse4.1,aes,pclmulqdq")]
+fn check_tag(expected: __m128i, tag: &[u8; BLOCK], data: &mut [u8]) -> bool {
     let diff = xor(expected, load(tag));
     // PTEST: a comparison whose time does not depend on where the tags differ.
     if _mm_testz_si128(diff, diff) == 1 {
