@@ -1,54 +1,154 @@
-//! AES-NI and PCLMULQDQ behind `net::tls::provider::gcm`, when the CPU has them (checked at run
-//! time: the host build targets baseline x86-64).
+//! AES-GCM behind `net::tls::provider::gcm` on the CPU's instructions, checked at run time (the
+//! host build targets baseline x86-64): the sixteen-block VAES code on CPUs with AVX-512, VAES and
+//! VPCLMULQDQ, else the eight-block AES-NI code.
 use net::tls::provider::gcm::{self, AesKey, GcmKey};
 
-static ONE_PASS: gcm::Accelerated = gcm::Accelerated { new_key, seal, open };
+/// AES-NI, PCLMULQDQ, SSSE3 and SSE4.1 (SSE2 is baseline x86-64). Private, like [`VAES`]: calling
+/// either on a CPU without its features is undefined behaviour, so they are handed out only by
+/// [`best`] and [`available`], after the check.
+static AES_NI: gcm::Accelerated = gcm::Accelerated { new_key, seal: seal_ni, open: open_ni };
+/// [`AES_NI`]'s features and AVX-512F/BW/VL, VAES and VPCLMULQDQ; its keys are [`AES_NI`]'s.
+static VAES: gcm::Accelerated = gcm::Accelerated { new_key, seal: seal_vaes, open: open_vaes };
 
-/// Installs the one-pass AES-GCM if the CPU supports it; returns whether it did.
-pub fn install_aes_gcm() -> bool {
-    let supported = std::is_x86_feature_detected!("aes")
+fn has_aes_ni() -> bool {
+    std::is_x86_feature_detected!("aes")
         && std::is_x86_feature_detected!("pclmulqdq")
         && std::is_x86_feature_detected!("ssse3")
-        && std::is_x86_feature_detected!("sse4.1");
-    if supported {
-        gcm::install(ONE_PASS);
+        && std::is_x86_feature_detected!("sse4.1")
+}
+
+fn has_vaes() -> bool {
+    has_aes_ni()
+        && std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vl")
+        && std::is_x86_feature_detected!("vaes")
+        && std::is_x86_feature_detected!("vpclmulqdq")
+}
+
+/// The fastest implementation this CPU runs, if any.
+pub fn best() -> Option<&'static gcm::Accelerated> {
+    if has_vaes() {
+        Some(&VAES)
+    } else if has_aes_ni() {
+        Some(&AES_NI)
+    } else {
+        None
     }
-    supported
+}
+
+/// Every implementation this CPU runs, named, AES-NI first (tests and benchmarks).
+pub fn available() -> Vec<(&'static str, &'static gcm::Accelerated)> {
+    let mut all = Vec::new();
+    if has_aes_ni() {
+        all.push(("AES-NI", &AES_NI));
+    }
+    if has_vaes() {
+        all.push(("VAES", &VAES));
+    }
+    all
+}
+
+/// Installs the fastest one-pass AES-GCM the CPU supports; returns whether there was one.
+pub fn install_aes_gcm() -> bool {
+    match best() {
+        Some(accelerated) => {
+            gcm::install(*accelerated);
+            true
+        }
+        None => false,
+    }
 }
 
 fn new_key(key: AesKey<'_>) -> GcmKey {
-    // SAFETY: installed only after the CPU reported AES-NI, PCLMULQDQ, SSSE3 and SSE4.1, all that
-    // the function is compiled for (SSE2 is baseline x86-64).
+    // SAFETY: reachable only through AES_NI and VAES, which `best` and `available` hand out after
+    // the CPU reported AES-NI, PCLMULQDQ, SSSE3 and SSE4.1, all that the function is compiled for.
     unsafe { gcm::new_key_ni(key) }
 }
 
-fn seal(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
+fn seal_ni(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
     // SAFETY: as in `new_key`.
     unsafe { gcm::seal_ni(key, nonce, aad, data) }
 }
 
-fn open(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8], tag: &[u8; 16]) -> bool {
+fn open_ni(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8], tag: &[u8; 16]) -> bool {
     // SAFETY: as in `new_key`.
     unsafe { gcm::open_ni(key, nonce, aad, data, tag) }
 }
 
+fn seal_vaes(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
+    // SAFETY: reachable only through VAES, which `best` and `available` hand out after the CPU
+    // reported every feature the function is compiled for (`has_vaes`).
+    unsafe { gcm::seal_vaes(key, nonce, aad, data) }
+}
+
+fn open_vaes(key: &GcmKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8], tag: &[u8; 16]) -> bool {
+    // SAFETY: as in `seal_vaes`.
+    unsafe { gcm::open_vaes(key, nonce, aad, data, tag) }
+}
+
 #[cfg(test)]
 mod tests {
-    use aes_gcm::aead::{AeadInOut, KeyInit};
+    use aes_gcm::aead::{AeadInOut, Key, KeyInit};
+    use net::tls::provider::gcm::{Accelerated, Aes128, Aes256, AesGcm};
     use net::tls::provider::{Aes128Gcm, Aes256Gcm};
 
-    /// Installs the AES-NI code; every CPU of the machines this runs on has it.
-    fn accelerated() {
+    /// The implementations every test runs: AES-NI, which every CPU of the machines this runs on
+    /// has, and VAES where the CPU has AVX-512 (it is said when it is left out).
+    fn implementations() -> Vec<(&'static str, &'static Accelerated)> {
+        let all = super::available();
+        assert!(!all.is_empty(), "this machine has AES-NI and PCLMULQDQ");
+        if all.len() == 1 {
+            eprintln!("no AVX-512 VAES on this CPU: only the AES-NI code is tested");
+        }
+        all
+    }
+
+    #[test]
+    fn installs_the_fastest_implementation() {
         assert!(super::install_aes_gcm(), "this machine has AES-NI and PCLMULQDQ");
         assert!(Aes128Gcm::new_from_slice(&[0; 16]).unwrap().is_accelerated());
+    }
+
+    fn ours128(imp: &'static Accelerated, key: &[u8]) -> AesGcm<Aes128> {
+        AesGcm::with_implementation(imp, &Key::<Aes128Gcm>::try_from(key).unwrap())
+    }
+
+    fn ours256(imp: &'static Accelerated, key: &[u8]) -> AesGcm<Aes256> {
+        AesGcm::with_implementation(imp, &Key::<Aes256Gcm>::try_from(key).unwrap())
+    }
+
+    /// Ours on `imp`, AES-128 or AES-256 by the key's length.
+    fn seal(imp: &'static Accelerated, key: &[u8], nonce: &[u8], aad: &[u8], text: &[u8]) -> Vec<u8> {
+        if key.len() == 16 {
+            seal_with(&ours128(imp, key), nonce, aad, text)
+        } else {
+            seal_with(&ours256(imp, key), nonce, aad, text)
+        }
+    }
+
+    fn open(imp: &'static Accelerated, key: &[u8], nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if key.len() == 16 {
+            open_with(&ours128(imp, key), nonce, aad, sealed)
+        } else {
+            open_with(&ours256(imp, key), nonce, aad, sealed)
+        }
+    }
+
+    /// RustCrypto's, the reference.
+    fn seal_reference(key: &[u8], nonce: &[u8], aad: &[u8], text: &[u8]) -> Vec<u8> {
+        if key.len() == 16 {
+            seal_with(&aes_gcm::Aes128Gcm::new_from_slice(key).unwrap(), nonce, aad, text)
+        } else {
+            seal_with(&aes_gcm::Aes256Gcm::new_from_slice(key).unwrap(), nonce, aad, text)
+        }
     }
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
-    fn seal<A: AeadInOut + KeyInit>(key: &[u8], nonce: &[u8], aad: &[u8], text: &[u8]) -> Vec<u8> {
-        let aead = A::new_from_slice(key).unwrap();
+    fn seal_with<A: AeadInOut>(aead: &A, nonce: &[u8], aad: &[u8], text: &[u8]) -> Vec<u8> {
         let mut buf = text.to_vec();
         let nonce = aes_gcm::aead::Nonce::<A>::try_from(nonce).unwrap();
         let tag = aead.encrypt_inout_detached(&nonce, aad, buf.as_mut_slice().into()).unwrap();
@@ -56,8 +156,7 @@ mod tests {
         buf
     }
 
-    fn open<A: AeadInOut + KeyInit>(key: &[u8], nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        let aead = A::new_from_slice(key).unwrap();
+    fn open_with<A: AeadInOut>(aead: &A, nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         let (body, tag) = sealed.split_at(sealed.len() - 16);
         let mut buf = body.to_vec();
         let nonce = aes_gcm::aead::Nonce::<A>::try_from(nonce).unwrap();
@@ -75,18 +174,18 @@ mod tests {
     /// asserted: a timed figure belongs in a benchmark, not a test).
     #[test]
     fn both_implementations_can_be_measured_side_by_side() {
-        accelerated();
         let start = std::time::Instant::now();
         let clock = || start.elapsed().as_nanos() as u64;
-        let comparison = net::tls::provider::speed::compare_gcm(&super::ONE_PASS, &clock);
-        assert!(comparison.accelerated_mb_s > 0 && comparison.portable_mb_s > 0, "{comparison:?}");
+        for (name, imp) in implementations() {
+            let comparison = net::tls::provider::speed::compare_gcm(imp, &clock);
+            assert!(comparison.accelerated_mb_s > 0 && comparison.portable_mb_s > 0, "{name}: {comparison:?}");
+        }
     }
 
     /// The GCM specification's test cases (McGrew and Viega, appendix B): 1-4 for AES-128 and
     /// 13-16 for AES-256 (96-bit IVs).
     #[test]
     fn specification_test_vectors() {
-        accelerated();
         let k128 = "feffe9928665731c6d6a8f9467308308";
         let k256 = "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308";
         let iv = "cafebabefacedbaddecaf888";
@@ -143,16 +242,15 @@ mod tests {
                 "76fc6ece0f4e1768cddf8853bb2d551b",
             ),
         ];
-        for (key, iv, aad, plain, cipher, tag) in cases {
-            let (key, iv, aad, plain) = (hex(key), hex(iv), hex(aad), hex(plain));
-            let mut expected = hex(cipher);
-            expected.extend_from_slice(&hex(tag));
-            let sealed = if key.len() == 16 {
-                seal::<Aes128Gcm>(&key, &iv, &aad, &plain)
-            } else {
-                seal::<Aes256Gcm>(&key, &iv, &aad, &plain)
-            };
-            assert_eq!(sealed, expected, "key {} bytes, text {} bytes", key.len(), plain.len());
+        for (name, imp) in implementations() {
+            for (key, iv, aad, plain, cipher, tag) in cases {
+                let (key, iv, aad, plain) = (hex(key), hex(iv), hex(aad), hex(plain));
+                let mut expected = hex(cipher);
+                expected.extend_from_slice(&hex(tag));
+                let sealed = seal(imp, &key, &iv, &aad, &plain);
+                assert_eq!(sealed, expected, "{name}, key {} bytes, text {} bytes", key.len(), plain.len());
+                assert_eq!(open(imp, &key, &iv, &aad, &sealed), Some(plain));
+            }
         }
     }
 
@@ -160,33 +258,33 @@ mod tests {
     /// to 40 bytes, against RustCrypto's implementation; every tampered byte is refused.
     #[test]
     fn agrees_with_rustcrypto_and_refuses_tampering() {
-        accelerated();
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut byte = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        };
-        for len in (0..300).chain([1023, 1024, 16 * 1024, 16 * 1024 + 1]) {
-            let key: Vec<u8> = (0..32).map(|_| byte()).collect();
-            let nonce: Vec<u8> = (0..12).map(|_| byte()).collect();
-            let aad: Vec<u8> = (0..len % 41).map(|_| byte()).collect();
-            let text: Vec<u8> = (0..len).map(|_| byte()).collect();
-            let ours = seal::<Aes128Gcm>(&key[..16], &nonce, &aad, &text);
-            assert_eq!(ours, seal::<aes_gcm::Aes128Gcm>(&key[..16], &nonce, &aad, &text), "AES-128, {len} bytes");
-            assert_eq!(open::<Aes128Gcm>(&key[..16], &nonce, &aad, &ours).as_deref(), Some(&text[..]));
-            let ours = seal::<Aes256Gcm>(&key, &nonce, &aad, &text);
-            assert_eq!(ours, seal::<aes_gcm::Aes256Gcm>(&key, &nonce, &aad, &text), "AES-256, {len} bytes");
-            assert_eq!(open::<Aes256Gcm>(&key, &nonce, &aad, &ours).as_deref(), Some(&text[..]));
-            let mut bad = ours.clone();
-            let at = usize::from(byte()) % bad.len();
-            bad[at] ^= 1 << (byte() % 8);
-            assert_eq!(open::<Aes256Gcm>(&key, &nonce, &aad, &bad), None, "a flipped bit at {at} of {len}");
-            if !aad.is_empty() {
-                let mut bad_aad = aad.clone();
-                bad_aad[0] ^= 0x80;
-                assert_eq!(open::<Aes256Gcm>(&key, &nonce, &bad_aad, &ours), None);
+        for (name, imp) in implementations() {
+            let mut byte = rng(0x9e37_79b9_7f4a_7c15);
+            for len in (0..300).chain([1023, 1024, 16 * 1024, 16 * 1024 + 1]) {
+                let key: Vec<u8> = (0..32).map(|_| byte()).collect();
+                let nonce: Vec<u8> = (0..12).map(|_| byte()).collect();
+                let aad: Vec<u8> = (0..len % 41).map(|_| byte()).collect();
+                let text: Vec<u8> = (0..len).map(|_| byte()).collect();
+                for k in [&key[..16], &key[..]] {
+                    let ours = seal(imp, k, &nonce, &aad, &text);
+                    assert_eq!(
+                        ours,
+                        seal_reference(k, &nonce, &aad, &text),
+                        "{name}, key {} bytes, {len} bytes",
+                        k.len()
+                    );
+                    assert_eq!(open(imp, k, &nonce, &aad, &ours).as_deref(), Some(&text[..]));
+                }
+                let ours = seal(imp, &key, &nonce, &aad, &text);
+                let mut bad = ours.clone();
+                let at = usize::from(byte()) % bad.len();
+                bad[at] ^= 1 << (byte() % 8);
+                assert_eq!(open(imp, &key, &nonce, &aad, &bad), None, "{name}: a flipped bit at {at} of {len}");
+                if !aad.is_empty() {
+                    let mut bad_aad = aad.clone();
+                    bad_aad[0] ^= 0x80;
+                    assert_eq!(open(imp, &key, &nonce, &bad_aad, &ours), None);
+                }
             }
         }
     }
@@ -205,29 +303,26 @@ mod tests {
     /// record sizes; ours opens what RustCrypto sealed.
     #[test]
     fn long_aad_and_tls_record_shapes_agree_both_ways() {
-        accelerated();
-        let mut byte = rng(0x1234_5678_9abc_def1);
         let lens = [0usize, 1, 15, 16, 17, 31, 127, 128, 129, 255, 256, 257, 1000, 16384, 16385, 16401];
         let aads = [0usize, 1, 5, 12, 13, 15, 16, 17, 29, 32, 33, 47, 63, 64, 65, 100, 255, 256, 257, 1000];
-        for &len in &lens {
-            for &alen in &aads {
-                let key: Vec<u8> = (0..32).map(|_| byte()).collect();
-                let nonce: Vec<u8> = (0..12).map(|_| byte()).collect();
-                let aad: Vec<u8> = (0..alen).map(|_| byte()).collect();
-                let text: Vec<u8> = (0..len).map(|_| byte()).collect();
-                for k in [&key[..16], &key[..]] {
-                    let (ours, theirs) = if k.len() == 16 {
-                        (seal::<Aes128Gcm>(k, &nonce, &aad, &text), seal::<aes_gcm::Aes128Gcm>(k, &nonce, &aad, &text))
-                    } else {
-                        (seal::<Aes256Gcm>(k, &nonce, &aad, &text), seal::<aes_gcm::Aes256Gcm>(k, &nonce, &aad, &text))
-                    };
-                    assert_eq!(ours, theirs, "key {} len {len} aad {alen}", k.len());
-                    let opened = if k.len() == 16 {
-                        open::<Aes128Gcm>(k, &nonce, &aad, &theirs)
-                    } else {
-                        open::<Aes256Gcm>(k, &nonce, &aad, &theirs)
-                    };
-                    assert_eq!(opened.as_deref(), Some(&text[..]));
+        for (name, imp) in implementations() {
+            let mut byte = rng(0x1234_5678_9abc_def1);
+            for &len in &lens {
+                for &alen in &aads {
+                    let key: Vec<u8> = (0..32).map(|_| byte()).collect();
+                    let nonce: Vec<u8> = (0..12).map(|_| byte()).collect();
+                    let aad: Vec<u8> = (0..alen).map(|_| byte()).collect();
+                    let text: Vec<u8> = (0..len).map(|_| byte()).collect();
+                    for k in [&key[..16], &key[..]] {
+                        let theirs = seal_reference(k, &nonce, &aad, &text);
+                        assert_eq!(
+                            seal(imp, k, &nonce, &aad, &text),
+                            theirs,
+                            "{name}, key {} len {len} aad {alen}",
+                            k.len()
+                        );
+                        assert_eq!(open(imp, k, &nonce, &aad, &theirs).as_deref(), Some(&text[..]));
+                    }
                 }
             }
         }
@@ -235,70 +330,138 @@ mod tests {
 
     #[test]
     fn every_flipped_bit_of_ciphertext_tag_aad_or_nonce_is_refused() {
-        accelerated();
+        for (_, imp) in implementations() {
+            every_flipped_bit_is_refused(imp);
+        }
+    }
+
+    fn every_flipped_bit_is_refused(imp: &'static Accelerated) {
         let mut byte = rng(0xdead_beef_cafe_f00d);
-        for len in [0usize, 1, 16, 37, 128, 129, 200] {
+        // 256 and 273: one sixteen-block step of the VAES code, alone and with a partial block.
+        for len in [0usize, 1, 16, 37, 128, 129, 200, 256, 273] {
             let key: Vec<u8> = (0..16).map(|_| byte()).collect();
             let nonce: Vec<u8> = (0..12).map(|_| byte()).collect();
             let aad: Vec<u8> = (0..13).map(|_| byte()).collect();
             let text: Vec<u8> = (0..len).map(|_| byte()).collect();
-            let sealed = seal::<Aes128Gcm>(&key, &nonce, &aad, &text);
+            let sealed = seal(imp, &key, &nonce, &aad, &text);
             for at in 0..sealed.len() {
                 for bit in 0..8 {
                     let mut bad = sealed.clone();
                     bad[at] ^= 1 << bit;
-                    assert_eq!(open::<Aes128Gcm>(&key, &nonce, &aad, &bad), None);
+                    assert_eq!(open(imp, &key, &nonce, &aad, &bad), None);
                 }
             }
             for at in 0..aad.len() {
                 let mut bad = aad.clone();
                 bad[at] ^= 1;
-                assert_eq!(open::<Aes128Gcm>(&key, &nonce, &bad, &sealed), None);
+                assert_eq!(open(imp, &key, &nonce, &bad, &sealed), None);
             }
             let mut bad_nonce = nonce.clone();
             bad_nonce[11] ^= 1;
-            assert_eq!(open::<Aes128Gcm>(&key, &bad_nonce, &aad, &sealed), None);
+            assert_eq!(open(imp, &key, &bad_nonce, &aad, &sealed), None);
             // Truncated / extended AAD (length block)
-            assert_eq!(open::<Aes128Gcm>(&key, &nonce, &aad[..12], &sealed), None);
+            assert_eq!(open(imp, &key, &nonce, &aad[..12], &sealed), None);
         }
     }
 
     /// Both values of H's top bit (the folded carry of the key setup) and many key schedules.
     #[test]
     fn many_keys_agree_with_rustcrypto() {
-        accelerated();
-        let mut byte = rng(0x0bad_c0de_1234_4321);
-        for _ in 0..5000 {
+        for (name, imp) in implementations() {
+            let mut byte = rng(0x0bad_c0de_1234_4321);
+            for _ in 0..5000 {
+                let key: Vec<u8> = (0..32).map(|_| byte()).collect();
+                let nonce: Vec<u8> = (0..12).map(|_| byte()).collect();
+                let len = usize::from(byte()) + 100;
+                let text: Vec<u8> = (0..len).map(|_| byte()).collect();
+                let aad: Vec<u8> = (0..usize::from(byte()) % 40).map(|_| byte()).collect();
+                for k in [&key[..16], &key[..]] {
+                    assert_eq!(seal(imp, k, &nonce, &aad, &text), seal_reference(k, &nonce, &aad, &text), "{name}");
+                }
+            }
+        }
+    }
+
+    /// Every length 0..=2048 with a random AAD of 0..=100 bytes, and every AAD length for the
+    /// lengths within two bytes of a multiple of 128 (the eight- and sixteen-block steps' edges):
+    /// seal agrees with RustCrypto's, open takes it back.
+    #[test]
+    fn every_length_to_2048_and_aad_to_100_agree_with_rustcrypto() {
+        for (name, imp) in implementations() {
+            let mut byte = rng(0x5eed_0fa1_11e4_7001);
+            let near_steps = (0..=2048usize).filter(|len| matches!(len % 128, 0..=2 | 126..=127));
+            let cases = (0..=2048usize)
+                .map(|len| (len, usize::from(byte()) % 101))
+                .chain(near_steps.flat_map(|len| (0..=100).map(move |alen| (len, alen))));
+            for (len, alen) in cases.collect::<Vec<_>>() {
+                let key: Vec<u8> = (0..32).map(|_| byte()).collect();
+                let nonce: Vec<u8> = (0..12).map(|_| byte()).collect();
+                let aad: Vec<u8> = (0..alen).map(|_| byte()).collect();
+                let text: Vec<u8> = (0..len).map(|_| byte()).collect();
+                for k in [&key[..16], &key[..]] {
+                    let ours = seal(imp, k, &nonce, &aad, &text);
+                    assert_eq!(
+                        ours,
+                        seal_reference(k, &nonce, &aad, &text),
+                        "{name}, key {} len {len} aad {alen}",
+                        k.len()
+                    );
+                    assert_eq!(open(imp, k, &nonce, &aad, &ours).as_deref(), Some(&text[..]));
+                }
+            }
+        }
+    }
+
+    /// The two implementations share keys and open each other's records; a tampered record is
+    /// refused by both.
+    #[test]
+    fn vaes_and_aes_ni_open_each_others_records() {
+        let all = implementations();
+        let mut byte = rng(0xc055_0be7_0000_0001);
+        for len in [0usize, 15, 128, 255, 256, 257, 511, 1000, 4096, 16385] {
             let key: Vec<u8> = (0..32).map(|_| byte()).collect();
             let nonce: Vec<u8> = (0..12).map(|_| byte()).collect();
-            let len = usize::from(byte()) + 100;
+            let aad: Vec<u8> = (0..13).map(|_| byte()).collect();
             let text: Vec<u8> = (0..len).map(|_| byte()).collect();
-            let aad: Vec<u8> = (0..usize::from(byte()) % 40).map(|_| byte()).collect();
-            assert_eq!(
-                seal::<Aes128Gcm>(&key[..16], &nonce, &aad, &text),
-                seal::<aes_gcm::Aes128Gcm>(&key[..16], &nonce, &aad, &text)
-            );
-            assert_eq!(
-                seal::<Aes256Gcm>(&key, &nonce, &aad, &text),
-                seal::<aes_gcm::Aes256Gcm>(&key, &nonce, &aad, &text)
-            );
+            for k in [&key[..16], &key[..]] {
+                for &(sealer, sealing) in &all {
+                    let sealed = seal(sealing, k, &nonce, &aad, &text);
+                    let mut bad = sealed.clone();
+                    let at = usize::from(byte()) % bad.len();
+                    bad[at] ^= 1 << (byte() % 8);
+                    for &(opener, opening) in &all {
+                        let opened = open(opening, k, &nonce, &aad, &sealed);
+                        assert_eq!(
+                            opened.as_deref(),
+                            Some(&text[..]),
+                            "sealed by {sealer}, opened by {opener}, {len} bytes"
+                        );
+                        assert_eq!(open(opening, k, &nonce, &aad, &bad), None, "{sealer} to {opener}, flipped {at}");
+                    }
+                }
+            }
         }
     }
 
     /// `InOutBuf` with distinct buffers: the input is copied first, a refused open zeroes the output.
     #[test]
     fn separate_input_and_output_buffers() {
+        for (_, imp) in implementations() {
+            separate_buffers(imp);
+        }
+    }
+
+    fn separate_buffers(imp: &'static Accelerated) {
         use aes_gcm::aead::inout::InOutBuf;
-        accelerated();
         let mut byte = rng(42);
-        for len in [0usize, 5, 16, 130, 300] {
+        for len in [0usize, 5, 16, 130, 300, 600] {
             let key: Vec<u8> = (0..16).map(|_| byte()).collect();
             let nonce = aes_gcm::aead::Nonce::<Aes128Gcm>::try_from(&[9u8; 12][..]).unwrap();
             let text: Vec<u8> = (0..len).map(|_| byte()).collect();
-            let aead = Aes128Gcm::new_from_slice(&key).unwrap();
+            let aead = ours128(imp, &key);
             let mut out = vec![0xeeu8; len];
             let tag = aead.encrypt_inout_detached(&nonce, b"hdr", InOutBuf::new(&text, &mut out).unwrap()).unwrap();
-            let mut expected = seal::<aes_gcm::Aes128Gcm>(&key, &nonce, b"hdr", &text);
+            let mut expected = seal_reference(&key, &nonce, b"hdr", &text);
             let etag = expected.split_off(len);
             assert_eq!(out, expected);
             assert_eq!(&tag[..], &etag[..]);

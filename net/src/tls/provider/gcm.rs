@@ -17,6 +17,11 @@
 //! measures both (`speed::compare_gcm`): under QEMU's TCG, which runs PCLMULQDQ as a slow helper,
 //! RustCrypto's portable GHASH is the faster and stays.
 //!
+//! On CPUs with AVX-512, VAES and VPCLMULQDQ, [`seal_vaes`] and [`open_vaes`] (module `vaes`) do
+//! the same sixteen blocks at a time in 512-bit registers, with the code here for what is left
+//! over; they take the same [`GcmKey`], which holds H^1..H^16 for them (the AES-NI code uses
+//! H^1..H^8). The kernel image is built without AVX and never installs them.
+//!
 //! GHASH layout (the one of Linux's `ghash-clmulni-intel`): a block is byte-reversed into a 128-bit
 //! integer, its first byte most significant, which turns GHASH's reflected bit order into a
 //! multiplication of bit-reflected polynomials times x^-127 modulo x^128 + x^127 + x^126 + x^121 + 1.
@@ -36,18 +41,21 @@ use aes_gcm::aead::{self, AeadCore, AeadInOut, Key, KeyInit, KeySizeUser, Nonce,
 use spin::Once;
 use zeroize::Zeroize;
 
+mod vaes;
+pub use vaes::{open_vaes, seal_vaes};
+
 const BLOCK: usize = 16;
 /// Blocks per step of the bulk loop: enough independent AES and CLMUL work to keep the pipelines
 /// full, few enough that the state stays near the 16 XMM registers.
 const WIDE: usize = 8;
-/// Key powers kept: H^1..H^16, for a sixteen-block step on 512-bit registers (the AES-NI code's
-/// eight-block step uses H^1..H^8).
+/// Key powers kept: H^1..H^16, for the sixteen-block step of [`seal_vaes`] and [`open_vaes`].
 const POWERS: usize = 16;
 /// SP 800-38D: at most 2^39 - 256 bits of plaintext under one nonce.
 const MAX_TEXT_BYTES: u64 = (1 << 36) - 32;
 
-/// The platform's safe wrappers around [`new_key_ni`], [`seal_ni`] and [`open_ni`], each calling
-/// its function only on a CPU with AES-NI, PCLMULQDQ, SSSE3 and SSE4.1.
+/// The platform's safe wrappers around [`new_key_ni`] and [`seal_ni`] and [`open_ni`] (or
+/// [`seal_vaes`] and [`open_vaes`]), each calling its function only on a CPU with the features it
+/// is compiled for.
 #[derive(Clone, Copy)]
 pub struct Accelerated {
     pub new_key: fn(AesKey<'_>) -> GcmKey,
