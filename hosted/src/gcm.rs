@@ -177,8 +177,13 @@ mod tests {
         let start = std::time::Instant::now();
         let clock = || start.elapsed().as_nanos() as u64;
         for (name, imp) in implementations() {
-            let comparison = net::tls::provider::speed::compare_gcm(imp, &clock);
-            assert!(comparison.accelerated_mb_s > 0 && comparison.portable_mb_s > 0, "{name}: {comparison:?}");
+            // A rate is whole MB/s over a few milliseconds: a thread descheduled for most of them
+            // (seen under `cargo xtask test` beside a build) reads 0. Ten such windows in a row
+            // would be a broken implementation, not a busy machine.
+            let measured = (0..10)
+                .map(|_| net::tls::provider::speed::compare_gcm(imp, &clock))
+                .find(|comparison| comparison.accelerated_mb_s > 0 && comparison.portable_mb_s > 0);
+            assert!(measured.is_some(), "{name}: no window measured both");
         }
     }
 
