@@ -22,7 +22,7 @@ use storage::block::{BlockDevice, BlockError, Geometry, IoBuf, IoResult};
 use storage::object::ChunkRef;
 use storage::space::{Extent, PAGE_BYTES};
 
-use crate::write_cache::Cached;
+use crate::write_cache::{Cached, MERGED_MAX_BYTES, concat};
 
 /// One chunk whose bytes are not in its extent yet.
 #[derive(Clone, Debug)]
@@ -64,14 +64,7 @@ pub(crate) struct Run {
 impl Run {
     /// The run's pages in one buffer (copied outside the locks).
     pub fn pages(&self) -> IoBuf {
-        let mut pages = IoBuf::zeroed(self.extent.bytes() as usize);
-        let mut at = 0;
-        for member in &self.members {
-            let len = member.len();
-            pages.as_mut_slice()[at..at + len].copy_from_slice(member.as_slice());
-            at += len;
-        }
-        pages
+        concat(self.members.iter().map(|member| &**member), self.extent.bytes() as usize)
     }
 }
 
@@ -84,9 +77,6 @@ pub(crate) struct Plan {
     /// here because an older reader may read them).
     pub pin: u64,
 }
-
-/// The largest write a write-back issues.
-const RUN_MAX_BYTES: usize = 1 << 20;
 
 impl Overlay {
     pub fn bytes(&self) -> usize {
@@ -168,7 +158,7 @@ impl Overlay {
             match runs.last_mut() {
                 Some(run)
                     if run.extent.end_page() == extent.start_page
-                        && (run.extent.bytes() + extent.bytes()) as usize <= RUN_MAX_BYTES =>
+                        && (run.extent.bytes() + extent.bytes()) as usize <= MERGED_MAX_BYTES =>
                 {
                     run.extent.pages += extent.pages;
                     run.members.push(member.0);
@@ -219,11 +209,6 @@ impl<D: BlockDevice> Overlaid<D> {
     /// The device underneath.
     pub fn inner(&self) -> &D {
         self.device.inner()
-    }
-
-    /// Bytes of small writes held until the next flush, and how many.
-    pub fn held_writes(&self) -> (usize, usize) {
-        self.device.held()
     }
 
     fn cached(&self, lba: u64, buf: &mut IoBuf) -> bool {

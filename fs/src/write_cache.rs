@@ -39,8 +39,21 @@ fn cost(len: usize) -> usize {
     len.next_multiple_of(4096)
 }
 
-/// The largest write a drain merges held writes into.
-const MERGED_MAX_BYTES: usize = 1 << 20;
+/// The largest write that adjacent pieces are merged into, here and by a
+/// write-back of logged chunks (`crate::overlay`).
+pub(crate) const MERGED_MAX_BYTES: usize = 1 << 20;
+
+/// `parts` one after another in one buffer of `len` bytes, for one device
+/// write (copied outside the locks).
+pub(crate) fn concat<'a>(parts: impl IntoIterator<Item = &'a IoBuf>, len: usize) -> IoBuf {
+    let mut buf = IoBuf::zeroed(len);
+    let mut at = 0;
+    for part in parts {
+        buf.as_mut_slice()[at..at + part.len()].copy_from_slice(part.as_slice());
+        at += part.len();
+    }
+    buf
+}
 
 /// One held write.
 #[derive(Debug)]
@@ -55,7 +68,7 @@ struct Held {
 
 /// Writes held until a flush, by start block.
 #[derive(Debug, Default)]
-pub struct WriteCache {
+struct WriteCache {
     held: BTreeMap<u64, Held>,
     /// (sequence number, start block) of each held write. Pieces of one
     /// write cut by a later write over part of it share its number.
@@ -82,12 +95,12 @@ struct Merged {
 }
 
 impl WriteCache {
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
 
     /// Bytes held.
-    pub fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         self.bytes
     }
 
@@ -287,12 +300,7 @@ impl<D: BlockDevice> Cached<D> {
             let members = runs.iter().flat_map(|run| run.members.iter().map(|&(lba, seq, _)| (lba, seq))).collect();
             let mut guard = DrainGuard { cache: &self.cache, members, done: false };
             let writes = runs.into_iter().map(|run| {
-                let mut buf = IoBuf::zeroed(run.bytes);
-                let mut at = 0;
-                for (_, _, bytes) in &run.members {
-                    buf.as_mut_slice()[at..at + bytes.len()].copy_from_slice(bytes.as_slice());
-                    at += bytes.len();
-                }
+                let buf = concat(run.members.iter().map(|(_, _, bytes)| &**bytes), run.bytes);
                 self.device.write(run.lba, buf)
             });
             let mut result = Ok(());
