@@ -351,52 +351,36 @@ impl Client {
     }
 }
 
+/// One table row per connection count: `label, 1 conn` and `label, 8 conns`.
+fn rate_rows(label: &str, rates: [f64; 2]) {
+    for (conns, rate) in ["1 conn", "8 conns"].iter().zip(rates) {
+        println!("| {label}, {conns} | {rate:.0} MB/s | |");
+    }
+}
+
+/// `part` as a share of `whole`, a row per connection count.
+fn share_rows(label: &str, part: [f64; 2], whole: [f64; 2], target: &str) {
+    for ((conns, part), whole) in ["1 conn", "8 conns"].iter().zip(part).zip(whole) {
+        println!("| {label}, {conns} | {} | {target} |", percent(part, whole));
+    }
+}
+
 impl HostedFigures {
     fn print(&self) {
         let gib = BULK_BYTES >> 30;
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!("| hosted plain TCP bulk, {gib} GiB, {conns} | {:.0} MB/s | |", self.plain[i]);
-        }
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!("| hosted TLS bulk, {gib} GiB, {conns} | {:.0} MB/s | |", self.tls[i]);
-        }
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!(
-                "| hosted TLS bulk, client writing each record on its own, {gib} GiB, {conns} | {:.0} MB/s | |",
-                self.tls_per_record[i]
-            );
-        }
+        rate_rows(&format!("hosted plain TCP bulk, {gib} GiB"), self.plain);
+        rate_rows(&format!("hosted TLS bulk, {gib} GiB"), self.tls);
+        rate_rows(&format!("hosted TLS bulk, client writing each record on its own, {gib} GiB"), self.tls_per_record);
         println!(
             "| hosted TLS handshake + GET /health, {HANDSHAKE_CLIENTS} clients, {HANDSHAKE_SECONDS} s | {:.0} /s | |",
             self.handshakes
         );
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!("| Linux TCP over veth (ceiling), {gib} GiB, {conns} | {:.0} MB/s | |", self.linux[i]);
-        }
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!(
-                "| hosted plain TCP bulk, native client, {gib} GiB, {conns} | {:.0} MB/s | |",
-                self.native_plain[i]
-            );
-        }
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!("| hosted TLS bulk, native client, {gib} GiB, {conns} | {:.0} MB/s | |", self.native_tls[i]);
-        }
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!("| TLS bulk / plain TCP, {conns} | {} | >= 70% |", percent(self.tls[i], self.plain[i]));
-        }
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!(
-                "| TLS bulk / plain TCP, native client, {conns} | {} | >= 70% |",
-                percent(self.native_tls[i], self.native_plain[i])
-            );
-        }
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!(
-                "| hosted plain TCP / Linux ceiling, {conns} | {} | >= 50% |",
-                percent(self.plain[i], self.linux[i])
-            );
-        }
+        rate_rows(&format!("Linux TCP over veth (ceiling), {gib} GiB"), self.linux);
+        rate_rows(&format!("hosted plain TCP bulk, native client, {gib} GiB"), self.native_plain);
+        rate_rows(&format!("hosted TLS bulk, native client, {gib} GiB"), self.native_tls);
+        share_rows("TLS bulk / plain TCP", self.tls, self.plain, ">= 70%");
+        share_rows("TLS bulk / plain TCP, native client", self.native_tls, self.native_plain, ">= 70%");
+        share_rows("hosted plain TCP / Linux ceiling", self.plain, self.linux, ">= 50%");
     }
 }
 
@@ -404,23 +388,14 @@ impl QemuFigures {
     fn print(&self) {
         let (plain_mib, tls_mib) = (QEMU_PLAIN_BYTES >> 20, QEMU_TLS_BYTES >> 20);
         let accel = format!("{:?}", self.accel);
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!(
-                "| QEMU ({accel}) plain TCP bulk via slirp, {plain_mib} MiB, {conns} | {:.0} MB/s | |",
-                self.plain[i]
-            );
-        }
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!("| QEMU ({accel}) TLS bulk via slirp, {tls_mib} MiB, {conns} | {:.0} MB/s | |", self.tls[i]);
-        }
+        rate_rows(&format!("QEMU ({accel}) plain TCP bulk via slirp, {plain_mib} MiB"), self.plain);
+        rate_rows(&format!("QEMU ({accel}) TLS bulk via slirp, {tls_mib} MiB"), self.tls);
         println!(
             "| QEMU ({accel}) TLS handshake + GET /health, {HANDSHAKE_CLIENTS} clients, {HANDSHAKE_SECONDS} s | {:.0} /s | |",
             self.handshakes
         );
         println!("| QEMU ({accel}) {} | |", self.aead);
-        for (i, conns) in ["1 conn", "8 conns"].iter().enumerate() {
-            println!("| QEMU TLS bulk / plain TCP, {conns} | {} | >= 70% |", percent(self.tls[i], self.plain[i]));
-        }
+        share_rows("QEMU TLS bulk / plain TCP", self.tls, self.plain, ">= 70%");
     }
 }
 
