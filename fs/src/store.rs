@@ -34,7 +34,7 @@ use core::task::{Poll, Waker};
 
 use serde::{Deserialize, Serialize};
 use spin::Mutex;
-use storage::block::{BlockDevice, BlockError, IoBuf};
+use storage::block::{BlockDevice, BlockError, BufferPool, IoBuf};
 use storage::checksum::crc32c;
 use storage::md5_lanes::Md5Batch;
 use storage::object::{
@@ -52,6 +52,10 @@ use crate::snapshot::Snapshot;
 use crate::state::{MetaError, MetaState, hex, multipart_etag};
 
 const PAGE: usize = PAGE_BYTES as usize;
+
+/// Idle chunk buffers the store keeps for its next writers: enough for
+/// 16 concurrent large PUTs with 1 MiB chunks.
+const IDLE_BUFFER_BYTES: usize = 16 << 20;
 
 /// A checkpoint is written once this many records follow the last one, so
 /// that an open replays at most this many (about 0.3 s) after loading the
@@ -456,6 +460,8 @@ pub struct Store<D: BlockDevice> {
     counters: CommitCounters,
     /// Writers finishing together hash their objects together.
     md5_batch: Md5Batch,
+    /// Chunk buffers writers are done with, for the next writers.
+    buffers: BufferPool,
     space: SpaceCell,
     inner: Mutex<Inner>,
     chunk_max_bytes: usize,
@@ -789,6 +795,10 @@ impl<D: BlockDevice> Store<D> {
             logging_off: AtomicBool::new(false),
             counters: CommitCounters::default(),
             md5_batch: Md5Batch::new(),
+            buffers: BufferPool::new(
+                superblock.chunk_max_bytes as usize,
+                IDLE_BUFFER_BYTES.div_ceil(superblock.chunk_max_bytes as usize),
+            ),
             space: SpaceCell { map: Mutex::new(map), reserve_pages: AtomicU64::new(reserve) },
             inner: Mutex::new(inner),
             chunk_max_bytes: superblock.chunk_max_bytes as usize,
@@ -837,6 +847,7 @@ impl<D: BlockDevice> Store<D> {
         ObjectWriter::new(&self.device, &self.space, self.chunk_max_bytes)
             .with_inline_max(inline_max)
             .with_md5_batch(&self.md5_batch)
+            .with_buffer_pool(&self.buffers)
     }
 
     /// Hashing jobs run through the store's MD5 batch (small objects whole at
@@ -1325,7 +1336,9 @@ impl<D: BlockDevice> Store<D> {
     /// once the new superblock is durable.
     async fn write_checkpoint(&self, through_seq: u64, replay_from: JournalPlace) -> Result<(), StoreError> {
         let unreserved = Unreserved(&self.space);
-        let mut writer = ObjectWriter::new(&self.device, &unreserved, self.chunk_max_bytes).without_md5();
+        let mut writer = ObjectWriter::new(&self.device, &unreserved, self.chunk_max_bytes)
+            .without_md5()
+            .with_buffer_pool(&self.buffers);
         let state_bytes = self.write_image(&mut writer).await?;
         let written: WrittenObject<'_, Unreserved<'_>> = writer.finish().await?;
         let manifest = CheckpointManifest { seq: through_seq, state_bytes, chunks: written.chunks.chunks().to_vec() };

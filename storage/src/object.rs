@@ -20,7 +20,7 @@ use core::task::{Context, Poll, Waker};
 
 use serde::{Deserialize, Serialize};
 
-use crate::block::{BlockDevice, BlockError, IoBuf};
+use crate::block::{BlockDevice, BlockError, BufferPool, IoBuf};
 use crate::checksum::crc32c;
 use crate::md5_lanes::{self, Md5Batch, Md5Stream};
 use crate::space::{Extent, PAGE_BYTES, SpaceError};
@@ -168,6 +168,8 @@ pub struct ObjectWriter<'a, D: BlockDevice, S: SpaceSource> {
     in_flight_extent: Option<Extent>,
     /// The buffer of the last completed write, for the next chunk.
     spare: Option<IoBuf>,
+    /// Where chunk-sized buffers come from and go back to.
+    pool: Option<&'a BufferPool>,
     /// Objects of at most this many bytes are not written by the writer.
     inline_max_bytes: usize,
 }
@@ -192,7 +194,26 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             in_flight: None,
             in_flight_extent: None,
             spare: None,
+            pool: None,
             inline_max_bytes: 0,
+        }
+    }
+
+    /// Chunk buffers come from `pool` (when it holds buffers of a chunk) and
+    /// go back to it when the writer is done.
+    pub fn with_buffer_pool(mut self, pool: &'a BufferPool) -> Self {
+        if pool.buffer_bytes() == self.chunk_max_bytes {
+            self.pool = Some(pool);
+        }
+        self
+    }
+
+    /// A buffer of `capacity` bytes; its bytes beyond what the caller
+    /// writes are stale when it comes from the pool.
+    fn fresh(&self, capacity: usize) -> IoBuf {
+        match self.pool {
+            Some(pool) if capacity == pool.buffer_bytes() => pool.take(),
+            _ => IoBuf::zeroed(capacity),
         }
     }
 
@@ -233,7 +254,9 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
     pub fn expect_size(&mut self, size_bytes: u64) {
         let wanted = (size_bytes.min(self.chunk_max_bytes as u64) as usize).next_multiple_of(PAGE_BYTES as usize);
         if wanted != self.buf.capacity() && self.filled == 0 {
-            self.buf = IoBuf::zeroed(wanted);
+            let fresh = self.fresh(wanted);
+            let old = core::mem::replace(&mut self.buf, fresh);
+            self.recycle(old);
         }
     }
 
@@ -258,12 +281,13 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
             Some(spare) if spare.capacity() >= capacity => spare,
             other => {
                 self.spare = other;
-                IoBuf::zeroed(capacity)
+                self.fresh(capacity)
             }
         };
         bigger.set_len(bigger.capacity());
         bigger.as_mut_slice()[..self.filled].copy_from_slice(&self.buf.as_slice()[..self.filled]);
-        self.buf = bigger;
+        let smaller = core::mem::replace(&mut self.buf, bigger);
+        self.recycle(smaller);
     }
 
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), ObjectError>
@@ -321,7 +345,7 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
                     self.spare = other;
                     IoBuf::zeroed(0)
                 }
-                _ => IoBuf::zeroed(capacity),
+                _ => self.fresh(capacity),
             };
             next.set_len(next.capacity());
             let rest = self.filled - data_bytes;
@@ -407,7 +431,8 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
         // The bytes outlive the writer (until a write-back): no more
         // memory than the extent, whatever the buffer grew to.
         if buf.capacity() > extent.bytes() as usize {
-            buf = IoBuf::from_slice(data);
+            let copy = IoBuf::from_slice(data);
+            self.recycle(core::mem::replace(&mut buf, copy));
         }
         buf.set_len(extent.bytes() as usize);
         buf.as_mut_slice()[self.filled..].fill(0);
@@ -416,11 +441,26 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
     }
 }
 
+impl<D: BlockDevice, S: SpaceSource> ObjectWriter<'_, D, S> {
+    /// Hands a buffer the writer no longer needs back to the pool.
+    fn recycle(&self, buf: IoBuf) {
+        if let Some(pool) = self.pool {
+            pool.give(buf);
+        }
+    }
+}
+
 impl<D: BlockDevice, S: SpaceSource> Drop for ObjectWriter<'_, D, S> {
     fn drop(&mut self) {
         // The device may still be writing this extent: never hand it out.
+        // Its buffer goes with the write (the device may still read it).
         if let Some(extent) = self.in_flight_extent.take() {
             self.pending.chunks.retain(|chunk| chunk.extent != extent);
+        }
+        let buf = core::mem::replace(&mut self.buf, IoBuf::zeroed(0));
+        self.recycle(buf);
+        if let Some(spare) = self.spare.take() {
+            self.recycle(spare);
         }
     }
 }
@@ -592,6 +632,45 @@ mod tests {
         assert_eq!(writer.buffer_bytes(), PAGE_BYTES as usize);
         let small = now(writer.finish()).unwrap();
         assert_eq!(small.chunks.chunks()[0].extent.pages, 1);
+    }
+
+    #[test]
+    fn pooled_buffers_are_reused_and_their_old_bytes_never_reach_the_disk() {
+        let disk = RamDisk::new(4096, 4096);
+        let space = Space(Mutex::new(SpaceMap::new(0, 4096)));
+        let chunk = 64 * 1024;
+        let pool = BufferPool::new(chunk, 4);
+        let old: Vec<u8> = (0..3 * chunk).map(byte).collect();
+        let mut writer = ObjectWriter::new(&disk, &space, chunk).with_buffer_pool(&pool);
+        now(writer.write(&old)).unwrap();
+        drop(now(writer.finish()).unwrap());
+        assert!(pool.idle() > 0, "the writer's chunk buffers went back");
+        // Each new object ends inside a chunk: whatever a reused buffer held
+        // past the object's bytes must be zeros on the disk.
+        for (len, announced) in [(chunk + 1000, false), (2 * chunk + 4097, true), (chunk - 10, true)] {
+            let idle = pool.idle();
+            let data = alloc::vec![0xEE; len];
+            let mut writer = ObjectWriter::new(&disk, &space, chunk).with_buffer_pool(&pool);
+            if announced {
+                writer.expect_size(len as u64);
+            }
+            now(writer.write(&data)).unwrap();
+            let written = now(writer.finish()).unwrap();
+            assert!(pool.idle() >= idle.min(1), "buffers came from the pool and went back");
+            for chunk_ref in written.chunks.chunks() {
+                let (_, pages) =
+                    now(disk.read(chunk_ref.extent.start_page, IoBuf::zeroed(chunk_ref.extent.bytes() as usize)));
+                let (bytes, padding) = pages.as_slice().split_at(chunk_ref.len_bytes as usize);
+                assert!(bytes.iter().all(|&b| b == 0xEE));
+                assert!(padding.iter().all(|&b| b == 0), "stale bytes in the padding of a {len}-byte object");
+            }
+        }
+        // A pool of another size is not used.
+        let other = BufferPool::new(2 * chunk, 4);
+        let mut writer = ObjectWriter::new(&disk, &space, chunk).with_buffer_pool(&other);
+        now(writer.write(&old)).unwrap();
+        drop(now(writer.finish()).unwrap());
+        assert_eq!(other.idle(), 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 use bytemuck::{Pod, Zeroable};
+use spin::Mutex;
 
 pub const PAGE_BYTES: usize = 4096;
 
@@ -64,6 +65,59 @@ impl core::fmt::Debug for IoBuf {
     }
 }
 
+/// Buffers of one size (a store's chunk), kept when their user is done
+/// for the next one to take.
+///
+/// A fresh chunk buffer is memory the allocator clears, or, on a host,
+/// pages the host maps and clears on first touch: in a profile of 16
+/// concurrent 16 MiB PUTs on a RAM disk that was 5% of the time, for bytes
+/// the writer overwrites at once. A buffer from the pool holds whatever
+/// its last user left: whoever takes one writes every byte it passes on
+/// (the object writer zeroes a chunk's padding itself).
+pub struct BufferPool {
+    buffer_bytes: usize,
+    max_buffers: usize,
+    free: Mutex<Vec<IoBuf>>,
+}
+
+impl BufferPool {
+    /// A pool of buffers of `buffer_bytes` (whole pages) that holds at most
+    /// `max_buffers` idle ones.
+    pub const fn new(buffer_bytes: usize, max_buffers: usize) -> Self {
+        Self { buffer_bytes: buffer_bytes.next_multiple_of(PAGE_BYTES), max_buffers, free: Mutex::new(Vec::new()) }
+    }
+
+    /// The capacity of every buffer the pool hands out.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer_bytes
+    }
+
+    /// A buffer of the pool's size, its length its capacity. Its bytes are
+    /// stale (an earlier user's) unless it is new.
+    pub fn take(&self) -> IoBuf {
+        let mut buf = self.free.lock().pop().unwrap_or_else(|| IoBuf::zeroed(self.buffer_bytes));
+        buf.set_len(self.buffer_bytes);
+        buf
+    }
+
+    /// Keeps `buf` for the next [`BufferPool::take`] if it is the pool's size
+    /// and the pool is not full; frees it otherwise.
+    pub fn give(&self, buf: IoBuf) {
+        if buf.capacity() != self.buffer_bytes {
+            return;
+        }
+        let mut free = self.free.lock();
+        if free.len() < self.max_buffers {
+            free.push(buf);
+        }
+    }
+
+    /// Idle buffers held.
+    pub fn idle(&self) -> usize {
+        self.free.lock().len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +132,24 @@ mod tests {
         buf.set_len(512);
         assert_eq!(buf.as_slice().len(), 512);
         assert_eq!(IoBuf::from_slice(b"abc").as_slice(), b"abc");
+    }
+
+    #[test]
+    fn pool_keeps_its_size_only_and_up_to_its_limit() {
+        let pool = BufferPool::new(8192, 2);
+        let mut a = pool.take();
+        assert_eq!((a.len(), a.capacity()), (8192, 8192));
+        a.as_mut_slice()[0] = 9;
+        a.set_len(512);
+        pool.give(a);
+        pool.give(IoBuf::zeroed(4096));
+        assert_eq!(pool.idle(), 1);
+        // The same buffer comes back, whole and with what it held.
+        let b = pool.take();
+        assert_eq!((b.len(), b.as_slice()[0]), (8192, 9));
+        for _ in 0..3 {
+            pool.give(IoBuf::zeroed(8192));
+        }
+        assert_eq!(pool.idle(), 2);
     }
 }

@@ -19,7 +19,7 @@ mod ram;
 
 use core::future::Future;
 
-pub use buffer::{IoBuf, PAGE_BYTES};
+pub use buffer::{BufferPool, IoBuf, PAGE_BYTES};
 pub use bytes::{read_bytes, write_bytes};
 pub use faulty::{CutReport, FaultConfig, SimDisk};
 pub use ram::RamDisk;
