@@ -510,7 +510,7 @@ pub struct ObjectHandle<'a, D: BlockDevice> {
 impl<D: BlockDevice> ObjectHandle<'_, D> {
     /// Streams `range` of the object, verifying every chunk.
     pub fn read(&self, range: Range<u64>) -> Result<ObjectReader<'_, Overlaid<D>>, ObjectError> {
-        ObjectReader::new(&self.store.device, &self.meta.chunks, range)
+        Ok(ObjectReader::new(&self.store.device, &self.meta.chunks, range)?.with_buffer_pool(&self.store.buffers))
     }
 }
 

@@ -89,10 +89,24 @@ pub async fn write_pages<D: BlockDevice>(device: &D, extent: Extent, buf: IoBuf)
 
 /// Reads the pages of `extent`.
 pub async fn read_pages<D: BlockDevice>(device: &D, extent: Extent) -> Result<IoBuf, ObjectError> {
-    let lba = lba_of(device.geometry().block_bytes, extent.start_page)?;
-    let (result, buf) = device.read(lba, IoBuf::zeroed(extent.bytes() as usize)).await;
-    result?;
-    Ok(buf)
+    let (result, buf) = read_pages_into(device, extent, IoBuf::zeroed(extent.bytes() as usize)).await;
+    result.map(|()| buf)
+}
+
+/// Reads the pages of `extent` into `buf`, whose capacity holds them; `buf`
+/// comes back either way.
+async fn read_pages_into<D: BlockDevice>(
+    device: &D,
+    extent: Extent,
+    mut buf: IoBuf,
+) -> (Result<(), ObjectError>, IoBuf) {
+    let lba = match lba_of(device.geometry().block_bytes, extent.start_page) {
+        Ok(lba) => lba,
+        Err(error) => return (Err(error), buf),
+    };
+    buf.set_len(extent.bytes() as usize);
+    let (result, buf) = device.read(lba, buf).await;
+    (result.map_err(ObjectError::from), buf)
 }
 
 /// Chunks written but not yet referenced by a durable record. Dropping it
@@ -476,37 +490,58 @@ pub async fn read_chunk<D: BlockDevice>(
     chunk: &ChunkRef,
     chunk_index: usize,
 ) -> Result<IoBuf, ObjectError> {
-    let mut buf = read_pages(device, chunk.extent).await?;
+    let (result, buf) = read_chunk_into(device, chunk, chunk_index, IoBuf::zeroed(chunk.extent.bytes() as usize)).await;
+    result.map(|()| buf)
+}
+
+/// [`read_chunk`] into `buf` (its capacity holds the extent; what it held
+/// before is overwritten or, on an error, returned unread).
+async fn read_chunk_into<D: BlockDevice>(
+    device: &D,
+    chunk: &ChunkRef,
+    chunk_index: usize,
+    buf: IoBuf,
+) -> (Result<(), ObjectError>, IoBuf) {
+    let (result, mut buf) = read_pages_into(device, chunk.extent, buf).await;
+    if let Err(error) = result {
+        return (Err(error), buf);
+    }
+    let corrupt = |actual_crc32c| ObjectError::Corrupt {
+        chunk_index,
+        start_page: chunk.extent.start_page,
+        expected_crc32c: chunk.crc32c,
+        actual_crc32c,
+    };
     if chunk.len_bytes as usize > buf.len() {
-        return Err(ObjectError::Corrupt {
-            chunk_index,
-            start_page: chunk.extent.start_page,
-            expected_crc32c: chunk.crc32c,
-            actual_crc32c: 0,
-        });
+        return (Err(corrupt(0)), buf);
     }
     buf.set_len(chunk.len_bytes as usize);
     let actual = crc32c(buf.as_slice());
     if actual != chunk.crc32c {
-        return Err(ObjectError::Corrupt {
-            chunk_index,
-            start_page: chunk.extent.start_page,
-            expected_crc32c: chunk.crc32c,
-            actual_crc32c: actual,
-        });
+        return (Err(corrupt(actual)), buf);
     }
-    Ok(buf)
+    (Ok(()), buf)
 }
 
-/// Verified bytes of one chunk: `buf[range]` belongs to the requested range.
-pub struct ChunkBytes {
-    pub buf: IoBuf,
-    pub range: Range<usize>,
+/// Verified bytes of one chunk, part of the requested range. A buffer from
+/// a pool goes back to it when these are dropped.
+pub struct ChunkBytes<'a> {
+    buf: IoBuf,
+    range: Range<usize>,
+    pool: Option<&'a BufferPool>,
 }
 
-impl ChunkBytes {
+impl ChunkBytes<'_> {
     pub fn as_slice(&self) -> &[u8] {
         &self.buf.as_slice()[self.range.clone()]
+    }
+}
+
+impl Drop for ChunkBytes<'_> {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool {
+            pool.give(core::mem::replace(&mut self.buf, IoBuf::zeroed(0)));
+        }
     }
 }
 
@@ -518,6 +553,7 @@ pub struct ObjectReader<'a, D: BlockDevice> {
     /// Object offset where `next_chunk` starts.
     chunk_start: u64,
     range: Range<u64>,
+    pool: Option<&'a BufferPool>,
 }
 
 impl<'a, D: BlockDevice> ObjectReader<'a, D> {
@@ -532,11 +568,27 @@ impl<'a, D: BlockDevice> ObjectReader<'a, D> {
             chunk_start += u64::from(chunks[next_chunk].len_bytes);
             next_chunk += 1;
         }
-        Ok(Self { device, chunks, next_chunk, chunk_start, range })
+        Ok(Self { device, chunks, next_chunk, chunk_start, range, pool: None })
+    }
+
+    /// Chunks of more than half a pool buffer are read into buffers from
+    /// `pool`, which go back when their [`ChunkBytes`] are dropped.
+    pub fn with_buffer_pool(mut self, pool: &'a BufferPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// A buffer for `extent`, and the pool it goes back to.
+    fn buffer_for(&self, extent: Extent) -> (IoBuf, Option<&'a BufferPool>) {
+        let bytes = extent.bytes() as usize;
+        match self.pool {
+            Some(pool) if bytes <= pool.buffer_bytes() && 2 * bytes > pool.buffer_bytes() => (pool.take(), Some(pool)),
+            _ => (IoBuf::zeroed(bytes), None),
+        }
     }
 
     /// The next verified piece of the range, or `None` at its end.
-    pub async fn next(&mut self) -> Option<Result<ChunkBytes, ObjectError>> {
+    pub async fn next(&mut self) -> Option<Result<ChunkBytes<'a>, ObjectError>> {
         while self.next_chunk < self.chunks.len() && self.chunk_start < self.range.end {
             let index = self.next_chunk;
             let chunk = &self.chunks[index];
@@ -546,16 +598,18 @@ impl<'a, D: BlockDevice> ObjectReader<'a, D> {
             if chunk.len_bytes == 0 {
                 continue;
             }
-            let buf = match read_chunk(self.device, chunk, index).await {
-                Ok(buf) => buf,
-                Err(error) => {
-                    self.next_chunk = self.chunks.len();
-                    return Some(Err(error));
+            let (buf, pool) = self.buffer_for(chunk.extent);
+            let (result, buf) = read_chunk_into(self.device, chunk, index, buf).await;
+            if let Err(error) = result {
+                if let Some(pool) = pool {
+                    pool.give(buf);
                 }
-            };
+                self.next_chunk = self.chunks.len();
+                return Some(Err(error));
+            }
             let from = self.range.start.saturating_sub(start) as usize;
             let to = (self.range.end - start).min(u64::from(chunk.len_bytes)) as usize;
-            return Some(Ok(ChunkBytes { buf, range: from..to }));
+            return Some(Ok(ChunkBytes { buf, range: from..to, pool }));
         }
         None
     }
@@ -665,6 +719,24 @@ mod tests {
                 assert!(padding.iter().all(|&b| b == 0), "stale bytes in the padding of a {len}-byte object");
             }
         }
+        // Reads of whole chunks take buffers from the pool and give them
+        // back when the bytes are dropped; the bytes are the object's.
+        let mut writer = ObjectWriter::new(&disk, &space, chunk).with_buffer_pool(&pool);
+        now(writer.write(&old[..2 * chunk + 100])).unwrap();
+        let chunks = now(writer.finish()).unwrap().chunks.into_committed();
+        let idle = pool.idle();
+        let mut reader = ObjectReader::new(&disk, &chunks, 10..2 * chunk as u64 + 50).unwrap().with_buffer_pool(&pool);
+        let first = now(reader.next()).unwrap().unwrap();
+        assert_eq!(pool.idle(), idle - 1);
+        assert_eq!(first.as_slice(), &old[10..chunk]);
+        drop(first);
+        assert_eq!(pool.idle(), idle);
+        let mut got = Vec::new();
+        while let Some(piece) = now(reader.next()) {
+            got.extend_from_slice(piece.unwrap().as_slice());
+        }
+        assert_eq!(got, &old[chunk..2 * chunk + 50]);
+        assert_eq!(pool.idle(), idle, "the last chunk (one page) used its own buffer; the others came back");
         // A pool of another size is not used.
         let other = BufferPool::new(2 * chunk, 4);
         let mut writer = ObjectWriter::new(&disk, &space, chunk).with_buffer_pool(&other);
