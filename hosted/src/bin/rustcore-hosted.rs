@@ -193,7 +193,8 @@ fn main() -> ExitCode {
     let level =
         std::env::var("RUSTCORE_LOG").ok().and_then(|l| services::log::Level::from_cmdline(&format!("log={l}")));
     services::log::init(&SINK, clock, level.unwrap_or(services::log::Level::Info));
-    // The SSE4.2 CRC32C for every chunk checksum (portable otherwise).
+    // The hardware CRC32C for every chunk checksum: VPCLMULQDQ with AVX-512, else SSE4.2
+    // (portable otherwise).
     hosted::crc::install_hardware_crc32c();
     // The one-pass AES-NI AES-GCM for TLS records (RustCrypto's otherwise).
     hosted::gcm::install_aes_gcm();
