@@ -90,6 +90,12 @@ mod tests {
 
     const SEEDS: [u32; 6] = [0, 1, 0xFFFF_FFFF, 0x1234_5678, 0x8000_0000, 0xE306_9283];
 
+    /// `crc32c` of `piece` from `seed` is the portable one's; `place` says where `piece` starts.
+    fn assert_agrees(crc32c: Crc32cFn, seed: u32, piece: &[u8], place: &str) {
+        let len = piece.len();
+        assert_eq!(crc32c(seed, piece), crc32c_portable(seed, piece), "length {len}, seed {seed:#x}, {place}");
+    }
+
     #[test]
     fn hardware_matches_portable() {
         let crc32c_sse42 = function(HardwareCrc32c::Sse42);
@@ -98,11 +104,7 @@ mod tests {
         let lengths = [0, 1, 7, 8, 9, 4096, 6143, 6144, 6145, 6152, 12_287, 12_288, 12_295, 65_536, 100_007];
         for len in lengths {
             for seed in [0, 1, len as u32, 0xFFFF_FFFF, 0x1234_5678] {
-                assert_eq!(
-                    crc32c_sse42(seed, &data[..len]),
-                    crc32c_portable(seed, &data[..len]),
-                    "length {len}, seed {seed:#x}"
-                );
+                assert_agrees(crc32c_sse42, seed, &data[..len], "start 0");
             }
         }
         // Every offset into a buffer, so the streams' words are never aligned alike.
@@ -120,11 +122,7 @@ mod tests {
         // the steps, and the bytes after those.
         for len in 0..=data.len() {
             for seed in SEEDS {
-                assert_eq!(
-                    crc32c_vpclmul(seed, &data[..len]),
-                    crc32c_portable(seed, &data[..len]),
-                    "length {len}, seed {seed:#x}"
-                );
+                assert_agrees(crc32c_vpclmul, seed, &data[..len], "start 0");
             }
         }
     }
@@ -141,12 +139,7 @@ mod tests {
             let seed = SEEDS[i % SEEDS.len()] ^ len as u32;
             // Every start offset within a cache line, for a few lengths each.
             for start in [0, 1, 3, 8, 15, 31, 33, 63].into_iter().skip(i % 4).step_by(4) {
-                let piece = &data[start..start + len];
-                assert_eq!(
-                    crc32c_vpclmul(seed, piece),
-                    crc32c_portable(seed, piece),
-                    "length {len}, start {start}, seed {seed:#x}"
-                );
+                assert_agrees(crc32c_vpclmul, seed, &data[start..start + len], &format!("start {start}"));
             }
         }
     }
@@ -158,12 +151,7 @@ mod tests {
         for start in 0..64 {
             for len in [255, 256, 300, 1000, 4097, 20_000] {
                 for seed in SEEDS {
-                    let piece = &data[start..start + len];
-                    assert_eq!(
-                        crc32c_vpclmul(seed, piece),
-                        crc32c_portable(seed, piece),
-                        "length {len}, start {start}, seed {seed:#x}"
-                    );
+                    assert_agrees(crc32c_vpclmul, seed, &data[start..start + len], &format!("start {start}"));
                 }
             }
         }
@@ -181,12 +169,8 @@ mod tests {
             let seed = (state >> 8) as u32;
             let data = data(len + 64, state);
             let start = (state >> 33) as usize % 64;
-            let piece = &data[start..start + len];
-            assert_eq!(
-                crc32c_vpclmul(seed, piece),
-                crc32c_portable(seed, piece),
-                "length {len}, start {start}, seed {seed:#x}, generator {state:#x}"
-            );
+            let place = format!("start {start}, generator {state:#x}");
+            assert_agrees(crc32c_vpclmul, seed, &data[start..start + len], &place);
         }
     }
 
