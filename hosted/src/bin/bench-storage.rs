@@ -602,13 +602,18 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path, logged: bool) {
     // Flush latency on a shared disk drifts: each round measures the
     // baseline right after the group-commit run, and the row shows medians.
     let (mut rates, mut baselines, mut batch_shapes) = (Vec::new(), Vec::new(), Vec::new());
+    // The executor's thread (this one) on a CPU, in % of each round: near
+    // 100 the PUTs wait for the CPU, well below it for the device.
+    let mut busy = Vec::new();
     let md5_before = store.md5_batch_counts();
     let commits_before = store.device().commits();
     for round in 0..RUNS {
         let bucket = format!("group{round}");
         block_on(store.create_bucket(&bucket, "bench", 0)).expect("bucket");
         let before = store.commit_counters();
+        let cpu_before = on_cpu_ms();
         let seconds = concurrent_puts(&store, &bucket, writers, per_writer, &data, |w, i| format!("w{w}/o{i}"));
+        busy.push((on_cpu_ms() - cpu_before) / 10.0 / seconds);
         let after = store.commit_counters();
         let batches = (after.batches - before.batches).max(1) as f64;
         batch_shapes.push((
@@ -672,6 +677,12 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path, logged: bool) {
         commit_ns as f64 / commits.max(1) as f64 / 1000.0,
         Some(1e6 / baseline),
         "us",
+    ));
+    rows.push(Row::new(
+        format!("group commit, {writers} writers{how}: share of the round the executor's thread was on a CPU"),
+        median(busy),
+        None,
+        "%",
     ));
     let md5_after = store.md5_batch_counts();
     rows.push(Row::new(
