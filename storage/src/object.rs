@@ -231,6 +231,13 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
         }
     }
 
+    /// Hands a buffer the writer no longer needs back to the pool.
+    fn recycle(&self, buf: IoBuf) {
+        if let Some(pool) = self.pool {
+            pool.give(buf);
+        }
+    }
+
     /// An object of at most `max_bytes` that fits one free extent is not
     /// written: [`ObjectWriter::finish`] allocates its chunk and hands the
     /// bytes back in [`WrittenObject::unwritten`], for an engine that logs
@@ -452,15 +459,6 @@ impl<'a, D: BlockDevice, S: SpaceSource> ObjectWriter<'a, D, S> {
         buf.as_mut_slice()[self.filled..].fill(0);
         self.filled = 0;
         Ok(Some(buf))
-    }
-}
-
-impl<D: BlockDevice, S: SpaceSource> ObjectWriter<'_, D, S> {
-    /// Hands a buffer the writer no longer needs back to the pool.
-    fn recycle(&self, buf: IoBuf) {
-        if let Some(pool) = self.pool {
-            pool.give(buf);
-        }
     }
 }
 

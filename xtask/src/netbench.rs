@@ -380,11 +380,17 @@ impl Client {
     }
 }
 
-/// One table row per connection count: `label, 1 conn` and `label, 8 conns`.
-fn rate_rows(label: &str, rates: [f64; 2]) {
-    for (conns, rate) in ["1 conn", "8 conns"].iter().zip(rates) {
-        println!("| {label}, {conns} | {rate:.0} MB/s | |");
+/// One table row per connection count: `label, 1 conn` and `label, 8 conns`,
+/// each figure as `show` writes it.
+fn conn_rows(label: &str, figures: [f64; 2], show: impl Fn(f64) -> String) {
+    for (conns, figure) in ["1 conn", "8 conns"].iter().zip(figures) {
+        println!("| {label}, {conns} | {} | |", show(figure));
     }
+}
+
+/// Throughput rows, in MB/s.
+fn rate_rows(label: &str, rates: [f64; 2]) {
+    conn_rows(label, rates, |rate| format!("{rate:.0} MB/s"));
 }
 
 /// `part` as a share of `whole`, a row per connection count.
@@ -410,9 +416,8 @@ impl HostedFigures {
         share_rows("TLS bulk / plain TCP", self.tls, self.plain, ">= 70%");
         share_rows("TLS bulk / plain TCP, native client", self.native_tls, self.native_plain, ">= 70%");
         for (label, figures) in [("plain TCP", self.server_ns_per_byte_plain), ("TLS", self.server_ns_per_byte_tls)] {
-            for (conns, figure) in ["1 conn", "8 conns"].iter().zip(figures) {
-                println!("| hosted server CPU per byte received, {label}, native client, {conns} | {figure:.3} ns | |");
-            }
+            let label = format!("hosted server CPU per byte received, {label}, native client");
+            conn_rows(&label, figures, |ns| format!("{ns:.3} ns"));
         }
         share_rows(
             "hosted server CPU per byte, plain TCP / TLS, native client",
