@@ -176,6 +176,11 @@ impl VmConfig {
             };
             push(&["-netdev", &netdev]);
             push(&["-device", "virtio-net-pci,netdev=net0,disable-legacy=on"]);
+            // RUSTCORE_PCAP=FILE records every frame the guest sends and
+            // receives (QEMU's filter-dump), for debugging the network path.
+            if let Some(file) = std::env::var_os("RUSTCORE_PCAP") {
+                push(&["-object", &format!("filter-dump,id=dump0,netdev=net0,file={}", file.to_string_lossy())]);
+            }
         }
         args
     }
