@@ -43,6 +43,25 @@ def figure(name, value):
     print(f"FIGURE\t{name}\t{value}", flush=True)
 
 
+def host_listen_drops():
+    """Connections this host's kernel dropped because a listening socket's
+    accept queue was full (TcpExt ListenDrops), or None where unreadable.
+    QEMU's user-mode network listens for its port forwards with a backlog
+    of 1, so a burst of connects overflows it whenever QEMU's main loop is
+    slow to accept (TCG on a loaded host): the dropped SYNs are retried by
+    the client's kernel after 1, 2, 4, 8, 16 ... s."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines, lines[1:]):
+        if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:]))
+            return int(table["ListenDrops"]) if "ListenDrops" in table else None
+    return None
+
+
 def content(seed, seq, size):
     """Unique, reproducible bytes for PUT number `seq` of a run seeded `seed`."""
     return random.Random(f"{seed}/{seq}").randbytes(size)
@@ -62,7 +81,14 @@ class Http:
 
     async def open(self, timeout=60.0):
         self.reader, self.writer = await asyncio.wait_for(
-            asyncio.open_connection(self.args.host, self.args.port, ssl=self.args.tls, server_hostname="localhost"),
+            asyncio.open_connection(
+                self.args.host,
+                self.args.port,
+                ssl=self.args.tls,
+                server_hostname="localhost",
+                # asyncio's own limit (60 s) would otherwise cut in first.
+                ssl_handshake_timeout=timeout if self.args.tls else None,
+            ),
             timeout,
         )
         return self
@@ -135,6 +161,7 @@ async def concurrent(args):
     errors = []
     requests_ok = 0
     handshake_s = []
+    drops_before = host_listen_drops()
     started = time.monotonic()
 
     def settle():
@@ -151,7 +178,7 @@ async def concurrent(args):
         try:
             async with handshakes:
                 t = time.monotonic()
-                await conn.open()
+                await conn.open(args.open_timeout)
                 handshake_s.append(time.monotonic() - t)
             is_open = True
             open_now += 1
@@ -191,6 +218,11 @@ async def concurrent(args):
     if handshake_s:
         figure("handshake_p50_ms", f"{1000 * handshake_s[len(handshake_s) // 2]:.0f}")
         figure("handshake_max_ms", f"{1000 * handshake_s[-1]:.0f}")
+        figure("handshakes_over_1s", sum(1 for s in handshake_s if s > 1.0))
+    drops_after = host_listen_drops()
+    if drops_before is not None and drops_after is not None:
+        # Host-wide, so other programs' drops count too: an upper bound.
+        figure("host_listen_drops", drops_after - drops_before)
     report(
         f"{n} connections open at once, {args.requests} PUT+GET each",
         not errors and max_open == n,
@@ -661,6 +693,7 @@ def main():
     parser.add_argument("--requests", type=int, default=2)
     parser.add_argument("--object-bytes", type=int, default=1024)
     parser.add_argument("--settle-timeout", type=float, default=600)
+    parser.add_argument("--open-timeout", type=float, default=60)
     parser.add_argument("--read-timeout", type=float, default=30)
     parser.add_argument("--slack", type=float, default=15)
     parser.add_argument("--drip", type=float, default=2)
