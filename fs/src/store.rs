@@ -1220,8 +1220,15 @@ impl<D: BlockDevice> Store<D> {
 
     /// Writes a placed batch and flushes; returns what the flush vouches for.
     async fn write_batch(&self, batch: PlacedBatch) -> Result<FlushClaims, StoreError> {
+        // A batch taken before another failed may get here after the store
+        // stopped (its data flush, or the held writes drained first, took
+        // a while): nothing more goes to the journal of a device that just
+        // failed. Its records were never acknowledged.
+        self.device.drain().await?;
+        self.ensure_running()?;
         if let Some((page, buf)) = batch.padding {
             self.write_at(page, buf).await?;
+            self.ensure_running()?;
         }
         let (result, _) = self.device.write_durable(batch.page * self.lbas_per_page, batch.buf).await;
         result?;
@@ -1229,6 +1236,10 @@ impl<D: BlockDevice> Store<D> {
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         self.counters.records.fetch_add(batch.records as u64, Ordering::Relaxed);
         Ok(batch.claims)
+    }
+
+    fn ensure_running(&self) -> Result<(), StoreError> {
+        if self.inner.lock().stopped { Err(StoreError::Stopped) } else { Ok(()) }
     }
 
     async fn write_at(&self, page: u64, buf: IoBuf) -> Result<(), StoreError> {

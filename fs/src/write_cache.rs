@@ -270,7 +270,7 @@ impl<D: BlockDevice> Cached<D> {
 
     /// Returns once every write held when it was called is on the device
     /// (not yet flushed), writing what no other drain is writing.
-    async fn drain(&self) -> Result<(), BlockError> {
+    pub(crate) async fn drain(&self) -> Result<(), BlockError> {
         let through = {
             let cache = self.cache.lock();
             if cache.is_empty() {
