@@ -77,9 +77,9 @@ const SNAPSHOT_STEP_KEYS: usize = 2048;
 /// on an SSD) overlap the two flushes. A second batch waits until it
 /// would carry as many records as the one in flight (see
 /// `Inner::worth_overlapping`): a file on this project's machines runs one
-/// flush at a time, and 64 writers then got 15-19% more durable 4 KiB PUTs
-/// per second (20 interleaved pairs of `BENCH_ONLY=group cargo xtask bench
-/// storage`).
+/// flush at a time, and 64 writers then got 10-19% more durable 4 KiB PUTs
+/// per second (medians of 26 interleaved pairs of `BENCH_ONLY=group cargo
+/// xtask bench storage`, 20 won in each mode).
 pub const MAX_IN_FLIGHT: usize = 2;
 
 /// Objects of at most this many bytes travel in the journal with their
