@@ -12,8 +12,8 @@
 //! submitters wake together (group commit). Up to [`MAX_IN_FLIGHT`]
 //! batches are in flight at once, each with its own committer, a later
 //! one only if it carries at least as many records as the newest in
-//! flight; records are acknowledged in order, once every batch up to
-//! theirs is flushed.
+//! flight and needs no data flush; records are acknowledged in order,
+//! once every batch up to theirs is flushed.
 //! A small object's chunk is not written by its PUT at all: its bytes
 //! travel in the batch with the record (see [`crate::overlay`]) and reach
 //! the data area later, many in one write. When the journal is half
@@ -323,16 +323,20 @@ impl Inner {
     }
 
     /// Whether a batch may start beside those in flight: only when it
-    /// would carry at least as many records as the newest of them. A device
-    /// that runs one flush at a time (a file on most SSDs) gains nothing
-    /// from a second batch in flight, and one started as soon as a record
-    /// arrives splits the writers into ever smaller batches, each paying a
-    /// whole flush. Lone records, as under light load, still overlap.
+    /// would carry at least as many records as the newest of them, and
+    /// needs no data flush of its own. A device that runs one flush at a
+    /// time (a file on most SSDs) gains nothing from a second batch in
+    /// flight, and one started as soon as a record arrives splits the
+    /// writers into ever smaller batches, each paying a whole flush (two
+    /// with a data flush: those wait, and take all that queued meanwhile).
+    /// Lone logged records, as under light load, still overlap.
     fn worth_overlapping(&self) -> bool {
         let mut newest = self.in_flight.iter().rev().map(|entry| entry.0);
         let Some(last) = newest.next() else { return true };
         let before = newest.next().unwrap_or(self.durable_seq);
-        self.pending.len() as u64 >= last.saturating_sub(before)
+        let needs_data_flush =
+            self.pending.first().is_some_and(|p| p.needs_data && self.taken_seq + 1 > self.data_durable_seq);
+        !needs_data_flush && self.pending.len() as u64 >= last.saturating_sub(before)
     }
 
     /// Records batch `through_seq` as flushed and advances `durable_seq`
