@@ -75,7 +75,8 @@ const SNAPSHOT_STEP_KEYS: usize = 2048;
 /// slot rather than for the whole round trip of the batch before it, and
 /// devices that take several requests at once (NVMe, virtio-blk, a file
 /// on an SSD) overlap the two flushes. A second batch waits until it
-/// would carry as many records as the one in flight (see
+/// would carry as many records as the one in flight, and one that needs a
+/// data flush of its own always waits (see
 /// `Inner::worth_overlapping`): a file on this project's machines runs one
 /// flush at a time, and 64 writers then got 10-19% more durable 4 KiB PUTs
 /// per second (medians of 26 interleaved pairs of `BENCH_ONLY=group cargo
