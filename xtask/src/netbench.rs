@@ -261,6 +261,10 @@ struct HostedFigures {
     /// The server's CPU time per byte received in the native rows.
     server_ns_per_byte_plain: [f64; 2],
     server_ns_per_byte_tls: [f64; 2],
+    /// The native client's CPU time per byte sent (its threads on the
+    /// other core): near 1 / its rate, the client sets the pace, not us.
+    client_ns_per_byte_plain: [f64; 2],
+    client_ns_per_byte_tls: [f64; 2],
     linux: [f64; 2],
     handshakes: f64,
     health: String,
@@ -325,7 +329,9 @@ fn measure_hosted(certificates: &bootfs::Certificates, script: &Path, ca: &str) 
                     args.push(ca);
                 }
                 let before = testbed.cpu_ns(SERVER);
+                let client_before = children_cpu_ns();
                 let line = run_program(Some(NETNS), CLIENT_TIMEOUT_S, &native, &args)?;
+                let client_after = children_cpu_ns();
                 let after = testbed.cpu_ns(SERVER);
                 round.push(parse_figure(&line, &args)?);
                 // The client splits the bytes over its connections.
@@ -333,6 +339,7 @@ fn measure_hosted(certificates: &bootfs::Certificates, script: &Path, ca: &str) 
                     (Some(before), Some(after)) => after.saturating_sub(before) as f64 / BULK_BYTES as f64,
                     _ => f64::NAN,
                 });
+                round.push(client_after.saturating_sub(client_before) as f64 / BULK_BYTES as f64);
             }
         }
         rounds.push(round);
@@ -345,13 +352,28 @@ fn measure_hosted(certificates: &bootfs::Certificates, script: &Path, ca: &str) 
         tls: [median(2), median(3)],
         tls_per_record: [median(4), median(5)],
         linux: [median(6), median(7)],
-        native_plain: [median(8), median(10)],
-        native_tls: [median(12), median(14)],
-        server_ns_per_byte_plain: [median(9), median(11)],
-        server_ns_per_byte_tls: [median(13), median(15)],
+        native_plain: [median(8), median(11)],
+        native_tls: [median(14), median(17)],
+        server_ns_per_byte_plain: [median(9), median(12)],
+        server_ns_per_byte_tls: [median(15), median(18)],
+        client_ns_per_byte_plain: [median(10), median(13)],
+        client_ns_per_byte_tls: [median(16), median(19)],
         handshakes,
         health,
     })
+}
+
+/// CPU time (user and system) of every child reaped so far, in ns: taken
+/// around a client's run, what that client used.
+fn children_cpu_ns() -> u64 {
+    // SAFETY: `rusage` is plain integers, for which all zeroes is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only into the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
 /// Rounds of the hosted bulk rows (medians are reported).
@@ -418,6 +440,17 @@ impl HostedFigures {
         for (label, figures) in [("plain TCP", self.server_ns_per_byte_plain), ("TLS", self.server_ns_per_byte_tls)] {
             let label = format!("hosted server CPU per byte received, {label}, native client");
             conn_rows(&label, figures, |ns| format!("{ns:.3} ns"));
+        }
+        for (label, figures, rates) in [
+            ("plain TCP", self.client_ns_per_byte_plain, self.native_plain),
+            ("TLS", self.client_ns_per_byte_tls, self.native_tls),
+        ] {
+            conn_rows(&format!("native client CPU per byte sent, {label}"), figures, |ns| format!("{ns:.3} ns"));
+            // CPU time over wall time: 100% is a core kept busy throughout.
+            let busy = [0, 1].map(|i| figures[i] * rates[i] * 1e6 / 1e9);
+            conn_rows(&format!("native client CPU over wall time, {label}"), busy, |share| {
+                format!("{:.0}%", share * 100.0)
+            });
         }
         share_rows(
             "hosted server CPU per byte, plain TCP / TLS, native client",
