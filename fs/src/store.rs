@@ -335,9 +335,15 @@ impl Inner {
         let mut newest = self.in_flight.iter().rev().map(|entry| entry.0);
         let Some(last) = newest.next() else { return true };
         let before = newest.next().unwrap_or(self.durable_seq);
-        let needs_data_flush =
-            self.pending.first().is_some_and(|p| p.needs_data && self.taken_seq + 1 > self.data_durable_seq);
+        let needs_data_flush = self.pending.first().is_some_and(|first| !self.is_ready(0, first));
         !needs_data_flush && self.pending.len() as u64 >= last.saturating_sub(before)
+    }
+
+    /// Whether `pending`, the `index`th record not yet taken, may go into
+    /// a batch without a data flush first: its chunks are durable already
+    /// (see `data_durable_seq`), or it references none that were written.
+    fn is_ready(&self, index: usize, pending: &Pending) -> bool {
+        !pending.needs_data || self.taken_seq + 1 + index as u64 <= self.data_durable_seq
     }
 
     /// Records batch `through_seq` as flushed and advances `durable_seq`
@@ -1095,9 +1101,6 @@ impl<D: BlockDevice> Store<D> {
         let padding = if inner.head + pages > journal_pages { journal_pages - inner.head } else { 0 };
         let used_after = inner.journal_used_pages() + padding + pages;
         let first_seq = inner.taken_seq + 1;
-        let data_durable_seq = inner.data_durable_seq;
-        let is_ready =
-            |index: usize, pending: &Pending| !pending.needs_data || first_seq + index as u64 <= data_durable_seq;
         // Also after many records: replay time grows with the records,
         // whatever their size (small PUTs fill the journal slowly but
         // replay at ~1 µs each).
@@ -1113,7 +1116,7 @@ impl<D: BlockDevice> Store<D> {
                 return Ok(None);
             }
             inner.checkpoint_waiting = false;
-            let all_ready = inner.pending.iter().enumerate().all(|(index, pending)| is_ready(index, pending));
+            let all_ready = inner.pending.iter().enumerate().all(|(index, pending)| inner.is_ready(index, pending));
             let data_flush = (!all_ready).then_some(inner.applied_seq);
             inner.force_checkpoint = false;
             inner.checkpointing = true;
@@ -1154,12 +1157,12 @@ impl<D: BlockDevice> Store<D> {
         // alone is never more: see `submit`); if the first record is not
         // ready, a data flush makes every pending record ready.
         let cap = inner.max_batch_bytes() - journal::HEADER_BYTES;
-        let first_ready = is_ready(0, &inner.pending[0]);
+        let first_ready = inner.is_ready(0, &inner.pending[0]);
         let mut bytes = 0;
         let mut take = 0;
         for (index, pending) in inner.pending.iter().enumerate() {
             bytes += pending.journal_bytes();
-            if index > 0 && (bytes > cap || (first_ready && !is_ready(index, pending))) {
+            if index > 0 && (bytes > cap || (first_ready && !inner.is_ready(index, pending))) {
                 break;
             }
             take += 1;

@@ -62,6 +62,13 @@ def host_listen_drops():
     return None
 
 
+def host_listen_drops_since(before):
+    """`host_listen_drops()` now less `before` (host-wide, so other
+    programs' drops count too: an upper bound), or None where unreadable."""
+    after = host_listen_drops()
+    return None if before is None or after is None else after - before
+
+
 def content(seed, seq, size):
     """Unique, reproducible bytes for PUT number `seq` of a run seeded `seed`."""
     return random.Random(f"{seed}/{seq}").randbytes(size)
@@ -219,10 +226,9 @@ async def concurrent(args):
         figure("handshake_p50_ms", f"{1000 * handshake_s[len(handshake_s) // 2]:.0f}")
         figure("handshake_max_ms", f"{1000 * handshake_s[-1]:.0f}")
         figure("handshakes_over_1s", sum(1 for s in handshake_s if s > 1.0))
-    drops_after = host_listen_drops()
-    if drops_before is not None and drops_after is not None:
-        # Host-wide, so other programs' drops count too: an upper bound.
-        figure("host_listen_drops", drops_after - drops_before)
+    drops = host_listen_drops_since(drops_before)
+    if drops is not None:
+        figure("host_listen_drops", drops)
     report(
         f"{n} connections open at once, {args.requests} PUT+GET each",
         not errors and max_open == n,
@@ -434,10 +440,10 @@ async def hostile(args):
     if latencies:
         figure("normal_p50_s", f"{latencies[len(latencies) // 2]:.2f}")
         figure("normal_max_s", f"{latencies[-1]:.2f}")
-    drops_after = host_listen_drops()
     # The normal client connects anew each round: a connect dropped at
     # QEMU's port forward (see host_listen_drops) costs it 1, 3, 7 ... s.
-    drops = "?" if drops_before is None or drops_after is None else drops_after - drops_before
+    drops = host_listen_drops_since(drops_before)
+    drops = "?" if drops is None else drops
     figure("host_listen_drops", drops)
     report(
         "a normal client served meanwhile (PUT+GET every 0.5 s)",
