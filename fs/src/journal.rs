@@ -21,7 +21,13 @@
 //! | 44 | 4 | image count (format 2) |
 //! | 48 | 8 | images durable through: every image of a record up to this sequence number is in the data area and flushed (format 2) |
 //! | 56 | 4 | session: the low 32 bits of the superblock generation when the batch was written (0 before this field) |
-//! | 60 | 4 | CRC32C of bytes 0..60 |
+//! | 60 | 8 | durable through (format 3): every record up to this sequence number was acknowledged, its batch and chunks flushed, when this batch was written |
+//! | 68 | 4 | flags (format 3): bit 0, *verify data*: the batch was written without a data flush before it (see below) |
+//! | 72 | 4 | zero |
+//! | 76 | 4 | CRC32C of bytes 0..76 |
+//!
+//! Formats 1 and 2 have a 64-byte header: bytes 60..64 are its CRC32C (of
+//! bytes 0..60), and the payload starts at 64.
 //!
 //! Replay starts where the superblock says (position, expected sequence,
 //! expected chain value) and takes batches while each is whole and valid,
@@ -34,6 +40,22 @@
 //!
 //! A batch is acknowledged only after the device flush that follows its
 //! write, so whatever replay drops was never acknowledged.
+//!
+//! One flush per batch, data included (format 3). A record may reference
+//! chunks its request wrote to the data area; they must be durable before
+//! the record is. A batch flagged *verify data* was written without a
+//! flush of those chunks first: the flush after the batch makes both
+//! durable at once, and until then either may reach the media without the
+//! other. Replay therefore checks the CRC32C of every chunk such a batch's
+//! records bring (the written ones: logged chunks travel in the batch),
+//! unless a later batch's *durable through* covers it, and a batch with a
+//! chunk that does not match is the torn end of the log like a batch that
+//! does not match its own CRC. Only the last batch or two of a log are
+//! ever unvouched (a batch is written while at most one other is in
+//! flight), and the store flags a batch only while its chunks are small
+//! (see the store), so replay reads little. A batch that was
+//! acknowledged had its chunks flushed, so they match unless the media
+//! corrupted them since.
 //!
 //! Two batches may be in flight at once (see the store), so a crash can
 //! leave batch n+1 whole behind a batch n that never made it: replay stops
@@ -52,10 +74,14 @@ use storage::space::PAGE_BYTES;
 use crate::record::JournalRecord;
 
 pub const MAGIC: [u8; 8] = *b"RCS3JNL1";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Bytes before an image's data: start page and length.
 pub const IMAGE_HEADER_BYTES: usize = 12;
-pub const HEADER_BYTES: usize = 64;
+/// The header of a format 3 batch; formats 1 and 2 had 64 bytes.
+pub const HEADER_BYTES: usize = 80;
+const OLD_HEADER_BYTES: usize = 64;
+/// Flag bit: replay verifies the chunks the batch's records bring.
+const FLAG_VERIFY_DATA: u32 = 1;
 const PAGE: usize = PAGE_BYTES as usize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +98,15 @@ pub struct BatchHeader {
     pub image_count: u32,
     pub images_durable_seq: u64,
     pub session: u32,
+    /// Every record up to this one was durable, chunks included, when the
+    /// batch was written (0 before format 3).
+    pub durable_through: u64,
+    /// Written without a flush of the chunks its records bring first:
+    /// replay verifies them unless a later batch's `durable_through`
+    /// covers this batch.
+    pub verify_data: bool,
+    /// Bytes before the payload: 64 before format 3.
+    pub header_bytes: u32,
     pub pages: u32,
     pub payload_bytes: u32,
     pub payload_crc: u32,
@@ -86,10 +121,19 @@ pub enum BatchEnd {
     BadMagic,
     UnknownVersion(u32),
     BadHeaderCrc,
-    WrongSequence { expected: u64, found: u64 },
+    WrongSequence {
+        expected: u64,
+        found: u64,
+    },
     BrokenChain,
     BadLength,
     BadPayloadCrc,
+    /// A batch flagged *verify data* whose records bring a chunk that does
+    /// not match its CRC32C (a write that never reached the media), and no
+    /// later batch says it was flushed: the store's replay ends there.
+    UnflushedData {
+        seq: u64,
+    },
 }
 
 /// A batch that passed its checksums but whose records do not decode:
@@ -130,8 +174,12 @@ impl BatchHeader {
         out[44..48].copy_from_slice(&self.image_count.to_le_bytes());
         out[48..56].copy_from_slice(&self.images_durable_seq.to_le_bytes());
         out[56..60].copy_from_slice(&self.session.to_le_bytes());
-        self.header_crc = crc32c(&out[..60]);
-        out[60..64].copy_from_slice(&self.header_crc.to_le_bytes());
+        out[60..68].copy_from_slice(&self.durable_through.to_le_bytes());
+        let flags = if self.verify_data { FLAG_VERIFY_DATA } else { 0 };
+        out[68..72].copy_from_slice(&flags.to_le_bytes());
+        self.header_bytes = HEADER_BYTES as u32;
+        self.header_crc = crc32c(&out[..HEADER_BYTES - 4]);
+        out[HEADER_BYTES - 4..HEADER_BYTES].copy_from_slice(&self.header_crc.to_le_bytes());
     }
 
     /// Checks the header page against what replay expects next.
@@ -139,12 +187,21 @@ impl BatchHeader {
         if page.len() < HEADER_BYTES || page[0..8] != MAGIC {
             return Err(BatchEnd::BadMagic);
         }
-        if crc32c(&page[..60]) != le_u32(page, 60) {
+        // The version picks the header's length, and so where its CRC is:
+        // a version torn into another one fails that CRC either way.
+        let version = le_u32(page, 8);
+        let header_bytes = match version {
+            1 | 2 => OLD_HEADER_BYTES,
+            FORMAT_VERSION => HEADER_BYTES,
+            _ => return Err(BatchEnd::UnknownVersion(version)),
+        };
+        if page.len() < header_bytes || crc32c(&page[..header_bytes - 4]) != le_u32(page, header_bytes - 4) {
             return Err(BatchEnd::BadHeaderCrc);
         }
-        let version = le_u32(page, 8);
-        if version != FORMAT_VERSION && version != 1 {
-            return Err(BatchEnd::UnknownVersion(version));
+        let current = version == FORMAT_VERSION;
+        let flags = if current { le_u32(page, 68) } else { 0 };
+        if flags & !FLAG_VERIFY_DATA != 0 {
+            return Err(BatchEnd::BadLength);
         }
         let kind = match le_u32(page, 12) {
             1 => BatchKind::Records,
@@ -158,11 +215,14 @@ impl BatchHeader {
             image_count: if version == 1 { 0 } else { le_u32(page, 44) },
             images_durable_seq: if version == 1 { 0 } else { le_u64(page, 48) },
             session: le_u32(page, 56),
+            durable_through: if current { le_u64(page, 60) } else { 0 },
+            verify_data: flags & FLAG_VERIFY_DATA != 0,
+            header_bytes: header_bytes as u32,
             pages: le_u32(page, 28),
             payload_bytes: le_u32(page, 32),
             payload_crc: le_u32(page, 36),
             prev_crc: le_u32(page, 40),
-            header_crc: le_u32(page, 60),
+            header_crc: le_u32(page, header_bytes - 4),
         };
         if header.first_seq != expected_seq {
             return Err(BatchEnd::WrongSequence { expected: expected_seq, found: header.first_seq });
@@ -170,7 +230,7 @@ impl BatchHeader {
         if header.prev_crc != expected_prev_crc {
             return Err(BatchEnd::BrokenChain);
         }
-        let needed = (HEADER_BYTES + header.payload_bytes as usize).div_ceil(PAGE);
+        let needed = (header_bytes + header.payload_bytes as usize).div_ceil(PAGE);
         let fits = match kind {
             BatchKind::Records => header.pages as usize == needed,
             BatchKind::Padding => {
@@ -186,11 +246,12 @@ impl BatchHeader {
     /// Checks the whole batch (`bytes` starts with the header page) and
     /// returns its records and images.
     pub fn records(&self, bytes: &[u8]) -> Result<Result<DecodedBatch, UndecodableRecord>, BatchEnd> {
-        let end = HEADER_BYTES + self.payload_bytes as usize;
+        let start = self.header_bytes as usize;
+        let end = start + self.payload_bytes as usize;
         if bytes.len() < end {
             return Err(BatchEnd::BadLength);
         }
-        let payload = &bytes[HEADER_BYTES..end];
+        let payload = &bytes[start..end];
         if crc32c(payload) != self.payload_crc {
             return Err(BatchEnd::BadPayloadCrc);
         }
@@ -268,6 +329,14 @@ pub fn batch_pages(payload_bytes: usize) -> u32 {
     (HEADER_BYTES + payload_bytes).div_ceil(PAGE) as u32
 }
 
+/// What a batch's header says besides its records: see the format table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchState {
+    pub images_durable_seq: u64,
+    pub durable_through: u64,
+    pub verify_data: bool,
+}
+
 /// The pages of a records batch, and its header (for the chain). Images
 /// are (start page, data bytes).
 pub fn encode_batch(
@@ -276,7 +345,7 @@ pub fn encode_batch(
     prev_crc: u32,
     encoded: &[&[u8]],
     images: &[(u64, &[u8])],
-    images_durable_seq: u64,
+    state: BatchState,
 ) -> (IoBuf, BatchHeader) {
     let payload_bytes: usize = encoded.iter().map(|record| record.len()).sum::<usize>()
         + images.iter().map(|(_, data)| image_bytes(data.len())).sum::<usize>();
@@ -299,8 +368,11 @@ pub fn encode_batch(
         first_seq,
         record_count: encoded.len() as u32,
         image_count: images.len() as u32,
-        images_durable_seq,
+        images_durable_seq: state.images_durable_seq,
         session,
+        durable_through: state.durable_through,
+        verify_data: state.verify_data,
+        header_bytes: HEADER_BYTES as u32,
         pages,
         payload_bytes: payload_bytes as u32,
         payload_crc: crc32c(&bytes[HEADER_BYTES..at]),
@@ -322,6 +394,9 @@ pub fn encode_padding(session: u32, next_seq: u64, prev_crc: u32, pages: u32) ->
         image_count: 0,
         images_durable_seq: 0,
         session,
+        durable_through: 0,
+        verify_data: false,
+        header_bytes: HEADER_BYTES as u32,
         pages,
         payload_bytes: 0,
         payload_crc: crc32c(&[]),
@@ -346,11 +421,11 @@ mod tests {
         let encoded = [encode_record(&record("a")), encode_record(&record("b"))];
         let encoded: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         let image = alloc::vec![7u8; 5000];
-        let (buf, header) = encode_batch(4, 10, 77, &encoded, &[(1234, &image), (99, &[])], 8);
+        let (buf, header) = encode_batch(4, 10, 77, &encoded, &[(1234, &image), (99, &[])], state(8));
         let bytes = buf.as_slice();
         assert_eq!((header.pages, header.images_durable_seq, header.session), (2, 8, 4));
         // The same records written in another session chain differently.
-        let (_, other_session) = encode_batch(5, 10, 77, &encoded, &[(1234, &image), (99, &[])], 8);
+        let (_, other_session) = encode_batch(5, 10, 77, &encoded, &[(1234, &image), (99, &[])], state(8));
         assert_ne!(other_session.header_crc, header.header_crc);
         let decoded = BatchHeader::decode_checked(bytes, 10, 77).unwrap();
         assert_eq!(decoded, header);
@@ -377,20 +452,70 @@ mod tests {
         assert_eq!(BatchHeader::decode_checked(&[0; 4096], 10, 77), Err(BatchEnd::BadMagic));
     }
 
-    #[test]
-    fn format_1_batches_still_replay() {
-        let encoded = encode_record(&record("a"));
-        let (buf, _) = encode_batch(0, 3, 5, &[&encoded], &[], 0);
-        let mut bytes = buf.as_slice().to_vec();
-        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    fn state(images_durable_seq: u64) -> BatchState {
+        BatchState { images_durable_seq, ..BatchState::default() }
+    }
+
+    /// A batch as formats 1 and 2 wrote it: a 64-byte header, CRC at 60.
+    fn old_format(version: u32, current: &[u8], payload_bytes: usize) -> Vec<u8> {
+        let mut bytes = alloc::vec![0u8; current.len()];
+        bytes[..60].copy_from_slice(&current[..60]);
+        bytes[8..12].copy_from_slice(&version.to_le_bytes());
+        bytes[OLD_HEADER_BYTES..OLD_HEADER_BYTES + payload_bytes]
+            .copy_from_slice(&current[HEADER_BYTES..HEADER_BYTES + payload_bytes]);
         let crc = crc32c(&bytes[..60]);
         bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn format_1_and_2_batches_still_replay() {
+        let encoded = encode_record(&record("a"));
+        let image = [9u8; 10];
+        let (buf, header) = encode_batch(0, 3, 5, &[&encoded], &[(44, &image)], state(2));
+        let payload = header.payload_bytes as usize;
+        let bytes = old_format(1, buf.as_slice(), payload);
         let decoded = BatchHeader::decode_checked(&bytes, 3, 5).unwrap();
-        assert_eq!(decoded.image_count, 0);
+        assert_eq!((decoded.image_count, decoded.header_bytes, decoded.verify_data), (0, 64, false));
+        // Format 1 had no images: the payload's image bytes are left over.
+        assert_eq!(decoded.records(&bytes), Ok(Err(UndecodableRecord { seq: 4 })));
+        let bytes = old_format(2, buf.as_slice(), payload);
+        let decoded = BatchHeader::decode_checked(&bytes, 3, 5).unwrap();
+        assert_eq!((decoded.image_count, decoded.images_durable_seq, decoded.durable_through), (1, 2, 0));
+        assert_eq!(
+            decoded.records(&bytes),
+            Ok(Ok(DecodedBatch {
+                records: alloc::vec![record("a")],
+                images: alloc::vec![Image { start_page: 44, bytes: image.to_vec() }],
+            }))
+        );
+        let (buf, _) = encode_batch(0, 3, 5, &[&encoded], &[], state(0));
+        let bytes = old_format(1, buf.as_slice(), encoded.len());
+        let decoded = BatchHeader::decode_checked(&bytes, 3, 5).unwrap();
         assert_eq!(
             decoded.records(&bytes),
             Ok(Ok(DecodedBatch { records: alloc::vec![record("a")], images: Vec::new() }))
         );
+    }
+
+    #[test]
+    fn format_3_carries_durable_through_and_the_verify_flag() {
+        let encoded = encode_record(&record("a"));
+        let state = BatchState { images_durable_seq: 4, durable_through: 6, verify_data: true };
+        let (buf, header) = encode_batch(1, 8, 5, &[&encoded], &[], state);
+        let decoded = BatchHeader::decode_checked(buf.as_slice(), 8, 5).unwrap();
+        assert_eq!(decoded, header);
+        assert_eq!((decoded.durable_through, decoded.verify_data, decoded.header_bytes), (6, true, 80));
+        // A flag this format does not know is not taken for a batch.
+        let mut bytes = buf.as_slice().to_vec();
+        bytes[68] |= 2;
+        let crc = crc32c(&bytes[..76]);
+        bytes[76..80].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(BatchHeader::decode_checked(&bytes, 8, 5), Err(BatchEnd::BadLength));
+        // Nor is a header torn between the two formats' CRC places.
+        let mut bytes = buf.as_slice().to_vec();
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(BatchHeader::decode_checked(&bytes, 8, 5), Err(BatchEnd::BadHeaderCrc));
     }
 
     #[test]
@@ -405,7 +530,7 @@ mod tests {
         let mut page = alloc::vec![0u8; 4096];
         page[..8].copy_from_slice(&MAGIC);
         for seed in 0..2000u32 {
-            for (i, byte) in page.iter_mut().enumerate().skip(8).take(64) {
+            for (i, byte) in page.iter_mut().enumerate().skip(8).take(HEADER_BYTES) {
                 *byte = (seed.wrapping_mul(2_654_435_761).wrapping_add(i as u32) >> 7) as u8;
             }
             if let Ok(header) = BatchHeader::decode_checked(&page, le_u64(&page, 16), le_u32(&page, 40)) {

@@ -8,10 +8,10 @@
 //! | offset | bytes | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `RCS3SUP1` |
-//! | 8 | 4 | format version (2: the journal may hold format-2 batches; open
-//! rewrites a version-1 superblock as 2 before it writes any batch, so a
-//! build that knows only format 1 refuses the volume instead of taking the
-//! first new batch for the end of its log) |
+//! | 8 | 4 | format version (3: the journal may hold format-3 batches; open
+//! rewrites an older superblock as 3 before it writes any batch, so a
+//! build that knows only an older format refuses the volume instead of
+//! taking the first new batch for the end of its log) |
 //! | 12 | 4 | page bytes (4096) |
 //! | 16 | 8 | total pages |
 //! | 24 | 8 | journal start page |
@@ -37,7 +37,9 @@ use storage::object::ChunkRef;
 use storage::space::{Extent, PAGE_BYTES};
 
 pub const MAGIC: [u8; 8] = *b"RCS3SUP1";
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: journal batches of format 3 (one flush per batch, see
+/// [`crate::journal`]); a build that knows only 2 must not replay them.
+pub const FORMAT_VERSION: u32 = 3;
 const PAGE: usize = PAGE_BYTES as usize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +134,7 @@ impl Superblock {
             return Err(SuperblockError::BadCrc);
         }
         let version = le_u32(page, 8);
-        if version != FORMAT_VERSION && version != 1 {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(SuperblockError::UnknownVersion(version));
         }
         let manifest_bytes = le_u32(page, 100);
@@ -214,15 +216,17 @@ mod tests {
         assert_eq!(Superblock::decode_checked(&bad, 1000), Err(SuperblockError::BadCrc));
         assert_eq!(Superblock::decode_checked(&[0; PAGE], 1000), Err(SuperblockError::BadMagic));
         assert_eq!(sample().copy_page(), 1);
-        // A version-1 copy still opens, and says so.
+        // Copies of versions 1 and 2 still open, and say so.
         let mut old = page;
-        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        for version in [1, 2] {
+            old[8..12].copy_from_slice(&u32::to_le_bytes(version));
+            let crc = crc32c(&old[..PAGE - 4]);
+            old[PAGE - 4..].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(Superblock::decode_checked(&old, 1000), Ok(Superblock { format_version: version, ..sample() }));
+        }
+        old[8..12].copy_from_slice(&4u32.to_le_bytes());
         let crc = crc32c(&old[..PAGE - 4]);
         old[PAGE - 4..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(Superblock::decode_checked(&old, 1000), Ok(Superblock { format_version: 1, ..sample() }));
-        old[8..12].copy_from_slice(&3u32.to_le_bytes());
-        let crc = crc32c(&old[..PAGE - 4]);
-        old[PAGE - 4..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(Superblock::decode_checked(&old, 1000), Err(SuperblockError::UnknownVersion(3)));
+        assert_eq!(Superblock::decode_checked(&old, 1000), Err(SuperblockError::UnknownVersion(4)));
     }
 }

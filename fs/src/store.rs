@@ -6,10 +6,12 @@
 //!
 //! A change is applied to the in-memory [`MetaState`] when it is submitted
 //! (so the next request sees it) and acknowledged once durable. A waiting
-//! task becomes a committer: it takes every record ready so far, flushes
-//! the device if a data chunk those records reference may not be durable
-//! yet, writes them as one journal batch, and flushes again; all their
-//! submitters wake together (group commit). Up to [`MAX_IN_FLIGHT`]
+//! task becomes a committer: it takes the records queued so far, writes
+//! them as one journal batch and flushes; all their submitters wake
+//! together (group commit). That flush also makes durable the chunks the
+//! records wrote: the batch is flagged for replay to verify them (see
+//! [`crate::journal`]), unless they are more than [`VERIFY_MAX_BYTES`],
+//! when a data flush goes first. Up to [`MAX_IN_FLIGHT`]
 //! batches are in flight at once, each with its own committer, a later
 //! one only if it carries at least as many records as the newest in
 //! flight and needs no data flush; records are acknowledged in order,
@@ -82,6 +84,13 @@ const SNAPSHOT_STEP_KEYS: usize = 2048;
 /// per second (medians of 26 interleaved pairs of `BENCH_ONLY=group cargo
 /// xtask bench storage`, 20 won in each mode).
 pub const MAX_IN_FLIGHT: usize = 2;
+
+/// A batch may carry records whose chunks are not yet durable, flagged for
+/// replay to verify them, while those chunks' extents add up to at most
+/// this (see [`crate::journal`]): one flush per batch instead of a data
+/// flush before it, and replay reads at most this much for each of the
+/// last batches of the log. A larger object's record waits for a data flush.
+pub const VERIFY_MAX_BYTES: u64 = 4 << 20;
 
 /// Objects of at most this many bytes travel in the journal with their
 /// record instead of being written on their own (see [`crate::overlay`]).
@@ -182,6 +191,10 @@ pub struct OpenReport {
     pub replayed_records: u64,
     /// Why replay stopped (the torn or stale end of the log).
     pub end: BatchEnd,
+    /// Batches at the end of the log whose records' chunks replay read to
+    /// verify (written without a data flush first, and not yet vouched for
+    /// by a later batch); one that failed is `end`.
+    pub verified_batches: u64,
     pub free_pages: u64,
 }
 
@@ -325,7 +338,7 @@ impl Inner {
 
     /// Whether a batch may start beside those in flight: only when it
     /// would carry at least as many records as the newest of them, and
-    /// needs no data flush of its own. A device that runs one flush at a
+    /// needs no data flush of its own (see `needs_data_flush`). A device that runs one flush at a
     /// time (a file on most SSDs) gains nothing from a second batch in
     /// flight, and one started as soon as a record arrives splits the
     /// writers into ever smaller batches, each paying a whole flush (two
@@ -335,8 +348,15 @@ impl Inner {
         let mut newest = self.in_flight.iter().rev().map(|entry| entry.0);
         let Some(last) = newest.next() else { return true };
         let before = newest.next().unwrap_or(self.durable_seq);
-        let needs_data_flush = self.pending.first().is_some_and(|first| !self.is_ready(0, first));
+        let needs_data_flush = self.pending.first().is_some_and(|first| self.needs_data_flush(first));
         !needs_data_flush && self.pending.len() as u64 >= last.saturating_sub(before)
+    }
+
+    /// Whether the next batch, starting with `first`, must flush data
+    /// before its write: `first`'s chunks may not be durable yet, and are
+    /// more than replay should read to verify them instead.
+    fn needs_data_flush(&self, first: &Pending) -> bool {
+        !self.is_ready(0, first) && first.verify_bytes > VERIFY_MAX_BYTES
     }
 
     /// Whether `pending`, the `index`th record not yet taken, may go into
@@ -373,6 +393,9 @@ struct Pending {
     /// It references chunks its request wrote to the device, which must be
     /// durable before it is.
     needs_data: bool,
+    /// What replay reads to verify those chunks if its batch is written
+    /// without a data flush first: their extents' bytes.
+    verify_bytes: u64,
 }
 
 impl Pending {
@@ -464,6 +487,9 @@ pub struct CommitCounters {
     pub absorbing_checkpoints: AtomicU64,
     /// Records applied while a checkpoint's image was being serialized.
     pub records_beside_images: AtomicU64,
+    /// Batches written without a data flush before them though some of
+    /// their records' chunks were not yet durable (replay verifies those).
+    pub verified_batches: AtomicU64,
 }
 
 /// A copy of [`CommitCounters`].
@@ -480,6 +506,7 @@ pub struct CommitSnapshot {
     pub batches_beside_checkpoints: u64,
     pub absorbing_checkpoints: u64,
     pub records_beside_images: u64,
+    pub verified_batches: u64,
 }
 
 pub struct Store<D: BlockDevice> {
@@ -689,8 +716,6 @@ impl<D: BlockDevice> Store<D> {
         let mut position = superblock.replay_position;
         let mut next_seq = superblock.checkpoint_seq + 1;
         let mut prev_crc = superblock.replay_prev_crc;
-        let mut replayed_batches = 0;
-        let mut replayed_records = 0;
         let mut visited_pages = 0u64;
         // Logged chunk bytes by start page, with the last sequence number of
         // their batch; the latest image of a page wins. Images of records
@@ -698,7 +723,19 @@ impl<D: BlockDevice> Store<D> {
         // replay goes, which bounds this by what was waiting for write-back.
         let mut images: BTreeMap<u64, (u64, Vec<u8>)> = BTreeMap::new();
         let mut images_durable_seq = superblock.checkpoint_seq;
-        let end = loop {
+        // Batches read but not applied yet: from the first flagged for
+        // verification that no later batch has yet said is durable (see
+        // `journal`). Only the last batch or two of a log stay here.
+        let mut held: VecDeque<ReadBatch> = VecDeque::new();
+        let mut vouched_through = superblock.checkpoint_seq;
+        let mut replay = Replay {
+            meta: &mut meta,
+            images: &mut images,
+            images_durable_seq: &mut images_durable_seq,
+            batches: 0,
+            records: 0,
+        };
+        let mut end = loop {
             let header_page = Extent { start_page: superblock.journal_start_page + position, pages: 1 };
             // A read error is not the end of the log: treating it so would
             // drop acknowledged batches after it and let the next commit
@@ -734,30 +771,38 @@ impl<D: BlockDevice> Store<D> {
                 Err(end) => break end,
             };
             let count = batch.records.len() as u64;
-            // A chunk a record of this batch brings starts a new life for
-            // its pages: an image of an earlier batch at the same page is
-            // of a chunk given up since (a free and a reuse are never in
-            // one batch: space is reused only after the free is durable).
-            for record in &batch.records {
-                for chunk in new_chunks(record) {
-                    images.remove(&chunk.extent.start_page);
-                }
-            }
-            for (index, record) in batch.records.into_iter().enumerate() {
-                meta.apply(record).map_err(|_| StoreError::CorruptJournal { seq: next_seq + index as u64 })?;
-            }
-            images_durable_seq = images_durable_seq.max(header.images_durable_seq);
-            images.retain(|_, (seq, _)| *seq > images_durable_seq);
-            let last_seq = next_seq + count.saturating_sub(1);
-            for image in batch.images {
-                images.insert(image.start_page, (last_seq, image.bytes));
-            }
-            replayed_batches += 1;
-            replayed_records += count;
+            held.push_back(ReadBatch { position, prev_crc, first_seq: next_seq, header, batch });
             next_seq += count;
             prev_crc = header.header_crc;
             position = (position + u64::from(header.pages)) % journal_pages;
+            vouched_through = vouched_through.max(header.durable_through);
+            while let Some(front) = held.front() {
+                if front.header.verify_data && front.last_seq() > vouched_through {
+                    break;
+                }
+                if let Some(read) = held.pop_front() {
+                    replay.apply(read)?;
+                }
+            }
         };
+        // The end of the log: what is still held was written without a
+        // data flush before it, and no batch after it says it was flushed.
+        // The first whose chunks did not all reach the media ends the log
+        // there instead, with everything after it: none of it was
+        // acknowledged.
+        let mut verified_batches = 0;
+        while let Some(read) = held.pop_front() {
+            if read.header.verify_data {
+                verified_batches += 1;
+                if !chunks_intact(&device, &read.batch).await? {
+                    end = BatchEnd::UnflushedData { seq: read.first_seq };
+                    (position, prev_crc, next_seq) = (read.position, read.prev_crc, read.first_seq);
+                    break;
+                }
+            }
+            replay.apply(read)?;
+        }
+        let (replayed_batches, replayed_records) = (replay.batches, replay.records);
 
         let mut used = meta.referenced_extents();
         used.extend_from_slice(&checkpoint_extents);
@@ -842,6 +887,7 @@ impl<D: BlockDevice> Store<D> {
             replayed_batches,
             replayed_records,
             end,
+            verified_batches,
             free_pages,
         };
         Ok((store, report))
@@ -914,6 +960,7 @@ impl<D: BlockDevice> Store<D> {
             batches_beside_checkpoints: c.batches_beside_checkpoints.load(Ordering::Relaxed),
             absorbing_checkpoints: c.absorbing_checkpoints.load(Ordering::Relaxed),
             records_beside_images: c.records_beside_images.load(Ordering::Relaxed),
+            verified_batches: c.verified_batches.load(Ordering::Relaxed),
         }
     }
 
@@ -965,7 +1012,8 @@ impl<D: BlockDevice> Store<D> {
             ChunkData::Written => (Vec::new(), true),
             ChunkData::Logged(chunks) => (chunks, false),
         };
-        let pending = Pending { encoded, images: images.clone(), needs_data };
+        let verify_bytes = if needs_data { verify_bytes(&record) } else { 0 };
+        let pending = Pending { encoded, images: images.clone(), needs_data, verify_bytes };
         if pending.journal_bytes() + journal::HEADER_BYTES > inner.max_batch_bytes() {
             return Err(StoreError::RecordTooLarge);
         }
@@ -1030,14 +1078,14 @@ impl<D: BlockDevice> Store<D> {
     /// and it may (see [`Inner::may_lead`]); up to [`MAX_IN_FLIGHT`] run at
     /// once, each with its own batch.
     ///
-    /// One flush per batch in steady state. A record is ready for the
-    /// journal when the chunks it references are durable or travel with
-    /// it: the flush that makes batch n's journal write durable also makes
-    /// durable the chunks of every record submitted before it started, so
-    /// a later batch takes those records without a flush of its own.
-    /// Records submitted later with chunks written to the device wait for
-    /// a later round. Only a batch with no ready record (or a checkpoint,
-    /// whose state includes every applied record) flushes data first.
+    /// One flush per batch. A record is ready for the journal when the
+    /// chunks it references are durable or travel with it: the flush that
+    /// makes batch n's journal write durable also makes durable the chunks
+    /// of every record submitted before it started. A record whose chunks
+    /// are not durable yet goes in a batch flagged for replay to verify
+    /// them, within `VERIFY_MAX_BYTES`; only a batch whose first record
+    /// has more than that (or a checkpoint, whose state includes every
+    /// applied record) flushes data first.
     ///
     /// Batches in flight together are written to consecutive journal
     /// places and may reach the media in either order; replay stops at the
@@ -1128,7 +1176,7 @@ impl<D: BlockDevice> Store<D> {
             let pending = core::mem::take(&mut inner.pending);
             inner.taken_seq = through_seq;
             // With no room for the records, the checkpoint takes them.
-            let batch = (used_after < journal_pages).then(|| self.place_batch(&mut inner, pending, first_seq));
+            let batch = (used_after < journal_pages).then(|| self.place_batch(&mut inner, pending, first_seq, false));
             // Records after these are acknowledged only once these are
             // durable: in the journal, or else in the checkpoint.
             inner.in_flight.push_back((through_seq, false));
@@ -1153,25 +1201,39 @@ impl<D: BlockDevice> Store<D> {
             inner.blocked_by_checkpoint = true;
             return Ok(None);
         }
-        // The ready prefix, at most a quarter of the journal (a record
-        // alone is never more: see `submit`); if the first record is not
-        // ready, a data flush makes every pending record ready.
+        // At most a quarter of the journal (a record alone is never more:
+        // see `submit`). Records whose chunks may not be durable yet go in
+        // a batch flagged for replay to verify them, up to
+        // `VERIFY_MAX_BYTES` of chunks in all; the flush after the batch
+        // makes chunks and batch durable at once. If the first record
+        // alone is more than that, a data flush first makes every pending
+        // record ready.
         let cap = inner.max_batch_bytes() - journal::HEADER_BYTES;
-        let first_ready = inner.is_ready(0, &inner.pending[0]);
-        let mut bytes = 0;
+        let data_flush_first = inner.needs_data_flush(&inner.pending[0]);
+        let (mut bytes, mut verify_bytes, mut verify) = (0, 0, false);
         let mut take = 0;
         for (index, pending) in inner.pending.iter().enumerate() {
             bytes += pending.journal_bytes();
-            if index > 0 && (bytes > cap || (first_ready && !inner.is_ready(index, pending))) {
+            let ready = data_flush_first || inner.is_ready(index, pending);
+            // A flagged batch has every chunk its records bring verified.
+            let counted = if ready && !verify { 0 } else { verify_bytes + pending.verify_bytes };
+            if index > 0 && (bytes > cap || counted > VERIFY_MAX_BYTES) {
                 break;
+            }
+            if !data_flush_first {
+                verify |= !ready;
+                verify_bytes += pending.verify_bytes;
             }
             take += 1;
         }
         let rest = inner.pending.split_off(take);
         let pending = core::mem::replace(&mut inner.pending, rest);
-        let data_flush = (!first_ready).then_some(inner.applied_seq);
+        let data_flush = data_flush_first.then_some(inner.applied_seq);
         inner.taken_seq += take as u64;
-        let batch = self.place_batch(&mut inner, pending, first_seq);
+        if verify {
+            self.counters.verified_batches.fetch_add(1, Ordering::Relaxed);
+        }
+        let batch = self.place_batch(&mut inner, pending, first_seq, verify);
         if !inner.in_flight.is_empty() {
             self.counters.overlapped_batches.fetch_add(1, Ordering::Relaxed);
         }
@@ -1185,7 +1247,7 @@ impl<D: BlockDevice> Store<D> {
     /// Encodes `pending` as the batch at the journal head (after padding to
     /// the journal's end if it does not fit before it) and moves the head
     /// past it.
-    fn place_batch(&self, inner: &mut Inner, pending: Vec<Pending>, first_seq: u64) -> PlacedBatch {
+    fn place_batch(&self, inner: &mut Inner, pending: Vec<Pending>, first_seq: u64, verify_data: bool) -> PlacedBatch {
         let journal_start = inner.superblock.journal_start_page;
         let journal_pages = inner.superblock.journal_pages;
         let session = inner.superblock.generation as u32;
@@ -1208,10 +1270,16 @@ impl<D: BlockDevice> Store<D> {
                     .map(|(chunk, pages)| (chunk.extent.start_page, &pages.as_slice()[..chunk.len_bytes as usize]))
             })
             .collect();
-        // The header vouches only for write-backs a completed flush made
-        // durable: this batch may reach the media without its own flush.
-        let (buf, header) =
-            journal::encode_batch(session, first_seq, inner.prev_crc, &records, &images, inner.images_durable_seq);
+        // The header vouches only for what a completed flush made durable
+        // (write-backs; acknowledged records, whose flagged batches need no
+        // verifying then): this batch may reach the media without its own
+        // flush.
+        let state = journal::BatchState {
+            images_durable_seq: inner.images_durable_seq,
+            durable_through: inner.durable_seq,
+            verify_data,
+        };
+        let (buf, header) = journal::encode_batch(session, first_seq, inner.prev_crc, &records, &images, state);
         let page = journal_start + inner.head;
         inner.head = (inner.head + pages) % journal_pages;
         inner.prev_crc = header.header_crc;
@@ -1508,7 +1576,7 @@ impl<D: BlockDevice> Store<D> {
                 JournalRecord::SystemDeleted { namespace: String::from("fs"), key: String::from("checkpoint") };
             let encoded = journal::encode_record(&record);
             inner.apply(record)?;
-            inner.pending.push(Pending { encoded, images: Vec::new(), needs_data: false });
+            inner.pending.push(Pending { encoded, images: Vec::new(), needs_data: false, verify_bytes: 0 });
             inner.applied_seq += 1;
             inner.force_checkpoint = true;
             inner.applied_seq
@@ -1964,6 +2032,88 @@ fn new_chunks(record: &JournalRecord) -> &[ChunkRef] {
         JournalRecord::PartUploaded { part, .. } => &part.chunks,
         _ => &[],
     }
+}
+
+/// A batch replay has read and checked, with where the log would end if
+/// it were dropped.
+struct ReadBatch {
+    position: u64,
+    prev_crc: u32,
+    first_seq: u64,
+    header: BatchHeader,
+    batch: journal::DecodedBatch,
+}
+
+impl ReadBatch {
+    fn last_seq(&self) -> u64 {
+        (self.first_seq + self.batch.records.len() as u64).saturating_sub(1)
+    }
+}
+
+/// What replay builds, batch by batch, in log order.
+struct Replay<'a> {
+    meta: &'a mut MetaState,
+    /// Logged chunk bytes by start page, with the last sequence number of
+    /// their batch (see `Store::open`).
+    images: &'a mut BTreeMap<u64, (u64, Vec<u8>)>,
+    images_durable_seq: &'a mut u64,
+    batches: u64,
+    records: u64,
+}
+
+impl Replay<'_> {
+    fn apply(&mut self, read: ReadBatch) -> Result<(), StoreError> {
+        let last_seq = read.last_seq();
+        let ReadBatch { first_seq, header, batch, .. } = read;
+        let count = batch.records.len() as u64;
+        // A chunk a record of this batch brings starts a new life for
+        // its pages: an image of an earlier batch at the same page is
+        // of a chunk given up since (a free and a reuse are never in
+        // one batch: space is reused only after the free is durable).
+        for record in &batch.records {
+            for chunk in new_chunks(record) {
+                self.images.remove(&chunk.extent.start_page);
+            }
+        }
+        for (index, record) in batch.records.into_iter().enumerate() {
+            self.meta.apply(record).map_err(|_| StoreError::CorruptJournal { seq: first_seq + index as u64 })?;
+        }
+        let durable = (*self.images_durable_seq).max(header.images_durable_seq);
+        *self.images_durable_seq = durable;
+        self.images.retain(|_, (seq, _)| *seq > durable);
+        for image in batch.images {
+            self.images.insert(image.start_page, (last_seq, image.bytes));
+        }
+        self.batches += 1;
+        self.records += count;
+        Ok(())
+    }
+}
+
+/// The bytes replay reads to verify the chunks `record` brings.
+fn verify_bytes(record: &JournalRecord) -> u64 {
+    new_chunks(record).iter().map(|chunk| chunk.extent.bytes()).sum()
+}
+
+/// Whether every chunk the records of `batch` bring, other than those it
+/// logs, matches its CRC32C on `device`; replay asks this of a batch
+/// written without a data flush first (see [`crate::journal`]). A read
+/// error fails the open, as anywhere in replay: only a mismatch, what a
+/// write that never reached the media leaves, ends the log.
+async fn chunks_intact<D: BlockDevice>(device: &D, batch: &journal::DecodedBatch) -> Result<bool, StoreError> {
+    for record in &batch.records {
+        for (index, chunk) in new_chunks(record).iter().enumerate() {
+            if chunk.extent.pages == 0 || batch.images.iter().any(|image| image.start_page == chunk.extent.start_page) {
+                continue;
+            }
+            match read_chunk(device, chunk, index).await {
+                Ok(_) => {}
+                Err(ObjectError::Corrupt { .. }) => return Ok(false),
+                Err(error) => return Err(StoreError::Object(error)),
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Writes a write-back keeps in flight at once.

@@ -456,6 +456,13 @@ struct Stats {
     absorbing_checkpoints: u64,
     /// Records applied while a checkpoint's image was being serialized.
     records_beside_images: u64,
+    /// Batches written without a data flush before them though some of
+    /// their records' chunks were not yet durable; batches whose chunks an
+    /// open read to verify; opens whose log ended at one of them because a
+    /// chunk had not reached the media.
+    verified_batches: u64,
+    verified_at_open: u64,
+    ends_at_unflushed_data: u32,
 }
 
 impl Stats {
@@ -472,6 +479,9 @@ impl Stats {
         self.batches_beside_checkpoints += other.batches_beside_checkpoints;
         self.absorbing_checkpoints += other.absorbing_checkpoints;
         self.records_beside_images += other.records_beside_images;
+        self.verified_batches += other.verified_batches;
+        self.verified_at_open += other.verified_at_open;
+        self.ends_at_unflushed_data += other.ends_at_unflushed_data;
         self.restored_at_open += other.restored_at_open;
         self.md5_digests += other.md5_digests;
         self.md5_batches += other.md5_batches;
@@ -563,6 +573,7 @@ fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
         stats.batches_beside_checkpoints += counters.batches_beside_checkpoints;
         stats.absorbing_checkpoints += counters.absorbing_checkpoints;
         stats.records_beside_images += counters.records_beside_images;
+        stats.verified_batches += counters.verified_batches;
         let (digests, batches) = shared.md5_batch_counts();
         stats.md5_digests += digests;
         stats.md5_batches += batches;
@@ -582,8 +593,12 @@ fn run_seed(seed: u64, cuts: u32) -> Result<Stats, String> {
         disk.restart();
         disk.set_yielding(false);
         let reopened = common::block_on(async {
-            let (store, _) = Store::open(disk.clone()).await.map_err(|e| format!("reopen: {e:?}"))?;
+            let (store, opened) = Store::open(disk.clone()).await.map_err(|e| format!("reopen: {e:?}"))?;
             let restored = store.unwritten().1 as u64;
+            stats.verified_at_open += opened.verified_batches;
+            if matches!(opened.end, fs::journal::BatchEnd::UnflushedData { .. }) {
+                stats.ends_at_unflushed_data += 1;
+            }
             for (model, was_in_doubt) in models.iter().zip(&in_doubt) {
                 let before = model.borrow().snapshot();
                 // Only this test touches the models while it verifies.
@@ -649,6 +664,11 @@ fn fixed_seeds_survive_a_thousand_cuts() {
     assert!(total.absorbing_checkpoints > 20, "{total:?}");
     // And records applied while checkpoint images were serialized.
     assert!(total.records_beside_images > 300, "{total:?}");
+    // Records whose chunks were written, not logged, went in batches with
+    // one flush, which opens verified; some cuts left such a batch whole
+    // with a chunk of it missing, and replay ended the log before it.
+    assert!(total.verified_batches > 1_000 && total.verified_at_open > 100, "{total:?}");
+    assert!(total.ends_at_unflushed_data > 10, "{total:?}");
     let expired = EXPIRED_VERSIONS.load(Ordering::Relaxed);
     println!("versions removed by the GC hook: {expired}");
     assert!(expired > 100, "the GC hook ran and removed versions: {expired}");

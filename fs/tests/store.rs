@@ -547,33 +547,35 @@ fn small_objects_travel_in_the_journal_and_reach_the_data_area() {
 }
 
 #[test]
-fn a_format_1_volume_is_upgraded_before_anything_new_is_written() {
+fn an_older_volume_is_upgraded_before_anything_new_is_written() {
     use storage::block::{BlockDevice, IoBuf};
-    let disk = sim(2048, 4);
-    block_on(async {
-        let store = Store::format(disk.clone(), options()).await.unwrap();
-        store.create_bucket("b", "o", 1).await.unwrap();
-        put(&store, "b", "k", 1, 100_000).await;
-        drop(store);
-        // Both superblock copies as a build of format 1 wrote them.
-        for page in 0..2u64 {
-            let (result, mut buf) = disk.read(page, IoBuf::zeroed(4096)).await;
-            result.unwrap();
-            let bytes = buf.as_mut_slice();
-            bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
-            let crc = storage::checksum::crc32c(&bytes[..4092]);
-            bytes[4092..].copy_from_slice(&crc.to_le_bytes());
-            disk.write(page, buf).await.0.unwrap();
-        }
-        disk.flush().await.unwrap();
-        let (store, _) = Store::open(disk.clone()).await.unwrap();
-        for page in 0..2u64 {
-            let (result, buf) = disk.read(page, IoBuf::zeroed(4096)).await;
-            result.unwrap();
-            assert_eq!(buf.as_slice()[8..12], 2u32.to_le_bytes(), "copy {page}");
-        }
-        assert_eq!(read_all(&store, "b", "k", None).await.unwrap(), pattern(1, 0..100_000));
-    });
+    for (seed, version) in [(4, 1u32), (14, 2)] {
+        let disk = sim(2048, seed);
+        block_on(async {
+            let store = Store::format(disk.clone(), options()).await.unwrap();
+            store.create_bucket("b", "o", 1).await.unwrap();
+            put(&store, "b", "k", 1, 100_000).await;
+            drop(store);
+            // Both superblock copies as a build of that format wrote them.
+            for page in 0..2u64 {
+                let (result, mut buf) = disk.read(page, IoBuf::zeroed(4096)).await;
+                result.unwrap();
+                let bytes = buf.as_mut_slice();
+                bytes[8..12].copy_from_slice(&version.to_le_bytes());
+                let crc = storage::checksum::crc32c(&bytes[..4092]);
+                bytes[4092..].copy_from_slice(&crc.to_le_bytes());
+                disk.write(page, buf).await.0.unwrap();
+            }
+            disk.flush().await.unwrap();
+            let (store, _) = Store::open(disk.clone()).await.unwrap();
+            for page in 0..2u64 {
+                let (result, buf) = disk.read(page, IoBuf::zeroed(4096)).await;
+                result.unwrap();
+                assert_eq!(buf.as_slice()[8..12], fs::layout::FORMAT_VERSION.to_le_bytes(), "copy {page}");
+            }
+            assert_eq!(read_all(&store, "b", "k", None).await.unwrap(), pattern(1, 0..100_000));
+        });
+    }
 }
 
 #[test]
@@ -842,5 +844,67 @@ fn requests_go_on_while_a_checkpoint_image_is_serialized() {
         // What the checkpoint holds plus the records after it is exactly
         // the state before the store closed.
         assert_eq!(store.with_state(|state| postcard::to_allocvec(state).unwrap()), expected);
+    });
+}
+
+#[test]
+fn a_written_object_is_durable_with_one_flush() {
+    let disk = sim(2048, 21);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("b", "o", 1).await.unwrap();
+        let before = store.commit_counters();
+        put(&store, "b", "k", 1, 100_000).await;
+        let after = store.commit_counters();
+        // Its chunks were written, not logged: one batch, flagged for replay
+        // to verify them, and the flush after it (not one before it too).
+        assert_eq!(after.logged_chunks, before.logged_chunks);
+        assert_eq!((after.batches - before.batches, after.flushes - before.flushes), (1, 1));
+        assert_eq!(after.verified_batches - before.verified_batches, 1);
+        drop(store);
+        let (store, report) = Store::open(disk.clone()).await.unwrap();
+        assert_eq!(report.verified_batches, 1, "{report:?}");
+        assert_eq!(read_all(&store, "b", "k", None).await.unwrap(), pattern(1, 0..100_000));
+    });
+}
+
+/// The last batch of a log, flagged for verification, with one of its
+/// chunks not matching: what a cut between its write and its flush leaves
+/// when the journal write reached the media and a data write did not
+/// (here a bit flip stands in for the missing write).
+#[test]
+fn replay_ends_before_a_batch_whose_written_chunk_did_not_reach_the_media() {
+    let disk = sim(2048, 22);
+    block_on(async {
+        let store = Store::format(disk.clone(), options()).await.unwrap();
+        store.create_bucket("b", "o", 1).await.unwrap();
+        put(&store, "b", "kept", 1, 50_000).await;
+        // This batch vouches for the one before it.
+        store.create_bucket("c", "o", 2).await.unwrap();
+        put(&store, "b", "lost", 2, 100_000).await;
+        let lost = store.head_object("b", "lost", None).unwrap().1.chunks[1];
+        let kept = store.head_object("b", "kept", None).unwrap().1.chunks[0];
+        drop(store);
+        disk.flip_bit(lost.extent.start_page as usize * 4096 + 5, 2);
+        // A chunk of a vouched batch: corruption, reported by reads, never
+        // the end of the log.
+        disk.flip_bit(kept.extent.start_page as usize * 4096 + 9, 4);
+        let (store, report) = Store::open(disk.clone()).await.unwrap();
+        assert!(matches!(report.end, fs::journal::BatchEnd::UnflushedData { .. }), "{report:?}");
+        assert_eq!(report.verified_batches, 1, "{report:?}");
+        assert!(store.head_object("b", "lost", None).is_err());
+        assert!(store.with_state(|state| state.buckets.contains_key("c")));
+        let error = read_all(&store, "b", "kept", None).await.unwrap_err();
+        assert!(error.contains("Corrupt"), "{error}");
+        // The log goes on from there: the next batch takes the dropped one's
+        // place, and a reopen replays it.
+        put(&store, "b", "next", 3, 100_000).await;
+        drop(store);
+        let (store, report) = Store::open(disk.clone()).await.unwrap();
+        assert!(!matches!(report.end, fs::journal::BatchEnd::UnflushedData { .. }), "{report:?}");
+        assert_eq!(read_all(&store, "b", "next", None).await.unwrap(), pattern(3, 0..100_000));
+        assert!(store.head_object("b", "lost", None).is_err());
+        let report = store.check().await;
+        assert_eq!(report.problems.len(), 1, "only the flipped chunk of kept: {:?}", report.problems);
     });
 }
