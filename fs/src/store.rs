@@ -794,7 +794,7 @@ impl<D: BlockDevice> Store<D> {
         while let Some(read) = held.pop_front() {
             if read.header.verify_data {
                 verified_batches += 1;
-                if !chunks_intact(&device, &read.batch).await? {
+                if !chunks_intact(&device, &read, &superblock).await? {
                     end = BatchEnd::UnflushedData { seq: read.first_seq };
                     (position, prev_crc, next_seq) = (read.position, read.prev_crc, read.first_seq);
                     break;
@@ -2095,16 +2095,32 @@ fn verify_bytes(record: &JournalRecord) -> u64 {
     new_chunks(record).iter().map(|chunk| chunk.extent.bytes()).sum()
 }
 
-/// Whether every chunk the records of `batch` bring, other than those it
+/// Whether every chunk the records of `read` bring, other than those it
 /// logs, matches its CRC32C on `device`; replay asks this of a batch
 /// written without a data flush first (see [`crate::journal`]). A read
 /// error fails the open, as anywhere in replay: only a mismatch, what a
-/// write that never reached the media leaves, ends the log.
-async fn chunks_intact<D: BlockDevice>(device: &D, batch: &journal::DecodedBatch) -> Result<bool, StoreError> {
-    for record in &batch.records {
+/// write that never reached the media leaves, ends the log. A chunk
+/// outside the data area, or larger than a chunk may be, is a record no
+/// store wrote: the open fails on it before reading (or allocating) it.
+async fn chunks_intact<D: BlockDevice>(
+    device: &D,
+    read: &ReadBatch,
+    superblock: &Superblock,
+) -> Result<bool, StoreError> {
+    let batch = &read.batch;
+    let max_chunk_pages = u64::from(superblock.chunk_max_bytes).div_ceil(PAGE_BYTES);
+    for (offset, record) in batch.records.iter().enumerate() {
         for (index, chunk) in new_chunks(record).iter().enumerate() {
-            if chunk.extent.pages == 0 || batch.images.iter().any(|image| image.start_page == chunk.extent.start_page) {
+            let extent = chunk.extent;
+            if extent.pages == 0 || batch.images.iter().any(|image| image.start_page == extent.start_page) {
                 continue;
+            }
+            let end = extent.start_page.checked_add(u64::from(extent.pages));
+            if extent.start_page < superblock.data_start_page
+                || end.is_none_or(|end| end > superblock.total_pages)
+                || u64::from(extent.pages) > max_chunk_pages
+            {
+                return Err(StoreError::CorruptJournal { seq: read.first_seq + offset as u64 });
             }
             match read_chunk(device, chunk, index).await {
                 Ok(_) => {}

@@ -908,3 +908,61 @@ fn replay_ends_before_a_batch_whose_written_chunk_did_not_reach_the_media() {
         assert_eq!(report.problems.len(), 1, "only the flipped chunk of kept: {:?}", report.problems);
     });
 }
+
+/// A flagged batch whose record names a chunk no store could have written
+/// (past the device, or larger than a chunk): the open refuses it without
+/// reading or allocating what it names.
+#[test]
+fn replay_refuses_a_flagged_record_with_an_impossible_chunk() {
+    use fs::journal::{self, BatchHeader, BatchKind, BatchState};
+    use fs::record::JournalRecord;
+    use storage::block::{BlockDevice, IoBuf};
+    for (seed, start_page, pages) in [(23, u64::MAX - 1, 1u32), (24, 100, 1 << 30), (25, 0, 1)] {
+        let disk = sim(2048, seed);
+        block_on(async {
+            let store = Store::format(disk.clone(), options()).await.unwrap();
+            store.create_bucket("b", "o", 1).await.unwrap();
+            put(&store, "b", "k", 1, 100_000).await;
+            drop(store);
+            // The newest records batch in the journal: the PUT's.
+            let mut newest: Option<(u64, BatchHeader, Vec<u8>)> = None;
+            for page in 2..2048u64 {
+                let (result, buf) = disk.read(page, IoBuf::zeroed(4096)).await;
+                result.unwrap();
+                let bytes = buf.as_slice();
+                let (seq, chain) = (u64::from_le_bytes(bytes[16..24].try_into().unwrap()), bytes[40..44].to_vec());
+                let chain = u32::from_le_bytes(chain.try_into().unwrap());
+                if let Ok(header) = BatchHeader::decode_checked(bytes, seq, chain)
+                    && header.kind == BatchKind::Records
+                    && newest.as_ref().is_none_or(|(_, old, _)| old.first_seq < seq)
+                {
+                    let (result, whole) = disk.read(page, IoBuf::zeroed(header.pages as usize * 4096)).await;
+                    result.unwrap();
+                    newest = Some((page, header, whole.as_slice().to_vec()));
+                }
+            }
+            let (page, header, bytes) = newest.unwrap();
+            assert!(header.verify_data);
+            let mut batch = header.records(&bytes).unwrap().unwrap();
+            for record in &mut batch.records {
+                if let JournalRecord::ObjectPut { object, .. } = record {
+                    object.chunks[0].extent.start_page = start_page;
+                    object.chunks[0].extent.pages = pages;
+                }
+            }
+            let encoded: Vec<Vec<u8>> = batch.records.iter().map(journal::encode_record).collect();
+            let encoded: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+            let state = BatchState {
+                images_durable_seq: header.images_durable_seq,
+                durable_through: header.durable_through,
+                verify_data: true,
+            };
+            let (forged, _) =
+                journal::encode_batch(header.session, header.first_seq, header.prev_crc, &encoded, &[], state);
+            disk.write(page, forged).await.0.unwrap();
+            disk.flush().await.unwrap();
+            let error = Store::open(disk.clone()).await.err();
+            assert!(matches!(error, Some(StoreError::CorruptJournal { .. })), "{error:?}");
+        });
+    }
+}
