@@ -686,12 +686,13 @@ async fn store_workout<D: BlockDevice>(
         let (store, report) = Store::open(disk).await.map_err(|e| format!("open: {e:?}"))?;
         println!(
             "store opened generation={} checkpoint_seq={} replayed_batches={} replayed_records={} end={:?} \
-             chunks_restored_from_the_journal={}",
+             verified_batches={} chunks_restored_from_the_journal={}",
             report.generation,
             report.checkpoint_seq,
             report.replayed_batches,
             report.replayed_records,
             report.end,
+            report.verified_batches,
             store.unwritten().1
         );
         store

@@ -171,6 +171,12 @@ impl<D: BlockDevice> S3Service<D, KeyAuth<StoreKeys>> {
             commits.flushes,
         );
         out.single(
+            "rustcore_journal_verified_batches_total",
+            "counter",
+            "Journal batches written without a data flush before them, their records' new chunks left for replay to verify.",
+            commits.verified_batches,
+        );
+        out.single(
             "rustcore_journal_logged_chunks_total",
             "counter",
             "Small objects' chunks written into the journal with their record instead of on their own.",
