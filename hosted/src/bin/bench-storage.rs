@@ -621,6 +621,8 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path, logged: bool) {
             (after.flushes - before.flushes) as f64 / batches,
             (after.overlapped_batches - before.overlapped_batches) as f64 / batches,
             (after.batches_beside_checkpoints - before.batches_beside_checkpoints) as f64 / batches,
+            (after.logged_chunks - before.logged_chunks) as f64 / (after.records - before.records).max(1) as f64,
+            (after.verified_batches - before.verified_batches) as f64 / batches,
         ));
         rates.push((writers * per_writer) as f64 / seconds);
         // What one flush per PUT would allow: a 4 KiB write and an fdatasync.
@@ -653,6 +655,20 @@ fn group_commit_rows(rows: &mut Vec<Row>, dir: &Path, logged: bool) {
         median(batch_shapes.iter().map(|shape| shape.1).collect()),
         None,
         "flushes",
+    ));
+    rows.push(Row::new(
+        format!("group commit, {writers} writers{how}: share of records whose object travelled in the journal"),
+        median(batch_shapes.iter().map(|shape| shape.4).collect()),
+        None,
+        "",
+    ));
+    rows.push(Row::new(
+        format!(
+            "group commit, {writers} writers{how}: share of batches flagged for replay to verify (no data flush before)"
+        ),
+        median(batch_shapes.iter().map(|shape| shape.5).collect()),
+        None,
+        "",
     ));
     rows.push(Row::new(
         format!("group commit, {writers} writers{how}: share of batches started while another was in flight"),
