@@ -79,10 +79,13 @@ const SNAPSHOT_STEP_KEYS: usize = 2048;
 /// on an SSD) overlap the two flushes. A second batch waits until it
 /// would carry as many records as the one in flight, and one that needs a
 /// data flush of its own always waits (see
-/// `Inner::worth_overlapping`): a file on this project's machines runs one
-/// flush at a time, and 64 writers then got 10-19% more durable 4 KiB PUTs
-/// per second (medians of 26 interleaved pairs of `BENCH_ONLY=group cargo
-/// xtask bench storage`, 20 won in each mode).
+/// `Inner::worth_overlapping`): 64 writers then got 10-19% more durable
+/// 4 KiB PUTs per second (medians of 26 interleaved pairs of
+/// `BENCH_ONLY=group cargo xtask bench storage`, 20 won in each mode).
+/// Three or four in flight measured no better (stop 22: 3 rounds of the
+/// three builds, then 5 pairs of two against three), though the file
+/// there ran 1.7 and 2.5 times the write+fdatasync calls per second from
+/// two and four threads as from one.
 pub const MAX_IN_FLIGHT: usize = 2;
 
 /// A batch may carry records whose chunks are not yet durable, flagged for
