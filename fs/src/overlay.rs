@@ -197,12 +197,6 @@ pub struct Overlaid<D> {
 }
 
 impl<D: BlockDevice> Overlaid<D> {
-    /// Writes the small writes held so far to the device (see
-    /// [`crate::write_cache`]), as a flush or durable write would first.
-    pub(crate) async fn drain(&self) -> Result<(), BlockError> {
-        self.device.drain().await
-    }
-
     /// Small writes from `data_start_page` on are held until a flush (see
     /// [`crate::write_cache`]).
     pub(crate) fn new(device: D, overlay: Overlay, data_start_page: u64) -> Self {

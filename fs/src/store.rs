@@ -1320,10 +1320,11 @@ impl<D: BlockDevice> Store<D> {
     /// Writes a placed batch and flushes; returns what the flush vouches for.
     async fn write_batch(&self, batch: PlacedBatch) -> Result<FlushClaims, StoreError> {
         // A batch taken before another failed may get here after the store
-        // stopped (its data flush, or the held writes drained first, took
-        // a while): nothing more goes to the journal of a device that just
-        // failed. Its records were never acknowledged.
-        self.device.drain().await?;
+        // stopped (its data flush took a while): nothing more goes to the
+        // journal of a device that just failed. Its records were never
+        // acknowledged. The check is the last thing before the journal
+        // write goes out: `write_durable` issues it in its first poll,
+        // beside the held writes it drains (see `crate::write_cache`).
         self.ensure_running()?;
         if let Some((page, buf)) = batch.padding {
             self.write_at(page, buf).await?;

@@ -9,9 +9,10 @@
 //! this machine's virtual disk under that load, 86 µs alone). A device
 //! only promises what a flush makes durable, so holding a write in memory
 //! until the next flush keeps every promise the store relies on, exactly
-//! as a drive's volatile write cache does: a flush (or a write-and-flush)
-//! first writes everything held when it was called, merged by address,
-//! then flushes. A power cut loses what is held here as it loses what the
+//! as a drive's volatile write cache does: a flush first writes everything
+//! held when it was called, merged by address, then flushes; a
+//! write-and-flush (a journal commit) writes its own write beside those,
+//! and flushes once all are done. A power cut loses what is held here as it loses what the
 //! drive's cache held; the store acknowledges nothing before a flush.
 //!
 //! Reads see held bytes over what the device returns, so a chunk read back
@@ -386,10 +387,16 @@ impl<D: BlockDevice> BlockDevice for Cached<D> {
     }
 
     async fn write_durable(&self, lba: u64, buf: IoBuf) -> storage::block::IoResult {
-        if let Err(error) = self.drain().await {
+        if self.cache.lock().is_empty() {
+            return self.device.write_durable(lba, buf).await;
+        }
+        // The held writes and this one in parallel: the flush after them
+        // covers all of them, whatever order they completed in.
+        let (drained, (written, buf)) = runtime::join::join(self.drain(), self.device.write(lba, buf)).await;
+        if let Err(error) = drained.and(written) {
             return (Err(error), buf);
         }
-        self.device.write_durable(lba, buf).await
+        (self.device.flush().await, buf)
     }
 
     async fn discard(&self, lba: u64, blocks: u64) -> Result<(), BlockError> {

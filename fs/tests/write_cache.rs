@@ -17,6 +17,8 @@ const DATA_START: u64 = 16;
 /// every write pending until the gate opens.
 struct Gated {
     disk: RamDisk,
+    /// Writes started, and writes done.
+    issued: Cell<u64>,
     writes: Cell<u64>,
     flushes: Cell<u64>,
     gated: Cell<bool>,
@@ -24,7 +26,13 @@ struct Gated {
 
 impl Gated {
     fn new() -> Self {
-        Self { disk: RamDisk::new(4096, 1024), writes: Cell::new(0), flushes: Cell::new(0), gated: Cell::new(false) }
+        Self {
+            disk: RamDisk::new(4096, 1024),
+            issued: Cell::new(0),
+            writes: Cell::new(0),
+            flushes: Cell::new(0),
+            gated: Cell::new(false),
+        }
     }
 
     fn on_disk(&self, lba: u64, blocks: usize) -> Vec<u8> {
@@ -44,6 +52,7 @@ impl BlockDevice for Gated {
     }
 
     async fn write(&self, lba: u64, buf: IoBuf) -> IoResult {
+        self.issued.set(self.issued.get() + 1);
         std::future::poll_fn(|_| if self.gated.get() { Poll::Pending } else { Poll::Ready(()) }).await;
         self.writes.set(self.writes.get() + 1);
         self.disk.write(lba, buf).await
@@ -234,4 +243,21 @@ fn an_empty_write_leaves_held_ones_alone() {
     assert_eq!(cached.held(), (4096, 1));
     now(cached.flush()).unwrap();
     assert_eq!(cached.inner().on_disk(120, 1), vec![4; 4096]);
+}
+
+#[test]
+fn a_journal_commit_writes_beside_the_held_writes_and_flushes_after_both() {
+    let cached = Cached::new(Gated::new(), DATA_START);
+    now(cached.write(70, page(1))).0.unwrap();
+    cached.inner().gated.set(true);
+    let mut commit = pin!(cached.write_durable(3, page(2)));
+    assert!(poll_once(commit.as_mut()).is_pending());
+    // The held write and the journal write are both on their way, and no
+    // flush yet: it must cover both.
+    assert_eq!((cached.inner().issued.get(), cached.inner().flushes.get()), (2, 0));
+    cached.inner().gated.set(false);
+    let Poll::Ready((result, _)) = poll_once(commit.as_mut()) else { panic!("the commit did not finish") };
+    result.unwrap();
+    assert_eq!((cached.inner().writes.get(), cached.inner().flushes.get()), (2, 1));
+    assert_eq!((cached.inner().on_disk(70, 1), cached.inner().on_disk(3, 1)), (vec![1; 4096], vec![2; 4096]));
 }
