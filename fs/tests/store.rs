@@ -966,3 +966,47 @@ fn replay_refuses_a_flagged_record_with_an_impossible_chunk() {
         });
     }
 }
+
+/// Small objects travel in the journal while the committer is idle, and are
+/// written beside the journal batch once many records wait (see
+/// `fs::store::LOG_BUSY_RECORDS`): everything reads back either way, also
+/// after a reopen.
+#[test]
+fn small_objects_are_logged_when_idle_and_written_when_many_wait() {
+    let disk = sim(4096, 26);
+    let store = std::rc::Rc::new(block_on(logging_store(&disk)));
+    block_on(put(&store, "b", "alone", 99, 3_000));
+    assert_eq!(store.commit_counters().logged_chunks, 1);
+    disk.set_yielding(true);
+    let executor = runtime::executor::Executor::new();
+    let handles: Vec<_> = (0..48u64)
+        .map(|tag| {
+            let store = store.clone();
+            executor.spawn(async move {
+                for round in 0..3 {
+                    put(&store, "b", &format!("k{tag}-{round}"), tag + 100 * round, 3_000).await;
+                }
+            })
+        })
+        .collect();
+    while handles.iter().any(|handle| !handle.is_finished()) {
+        assert!(executor.run_ready() > 0, "writers stuck");
+    }
+    disk.set_yielding(false);
+    let counters = store.commit_counters();
+    // Some went each way.
+    assert!(counters.logged_chunks > 1 && counters.logged_chunks < 1 + 144, "{counters:?}");
+    assert!(counters.verified_batches > 0, "{counters:?}");
+    drop(handles);
+    drop(executor);
+    let store = std::rc::Rc::into_inner(store).unwrap();
+    drop(store);
+    let (store, _) = block_on(Store::open(disk.clone())).unwrap();
+    for tag in 0..48u64 {
+        for round in 0..3 {
+            let key = format!("k{tag}-{round}");
+            assert_eq!(block_on(read_all(&store, "b", &key, None)).unwrap(), pattern(tag + 100 * round, 0..3_000));
+        }
+    }
+    assert!(block_on(store.check()).problems.is_empty());
+}
